@@ -18,6 +18,7 @@ greatest ``(time, trade_id)`` wins), so chunked and unchunked input give the sam
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
@@ -202,9 +203,7 @@ def _merge_partials(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=_PARTIAL_SCHEMA)
     frame = pl.concat(parts, how="vertical")
-    disjoint_in_order = all(
-        a["bin"][-1] < b["bin"][0] for a, b in zip(parts, parts[1:], strict=False)
-    )
+    disjoint_in_order = all(a["bin"][-1] < b["bin"][0] for a, b in itertools.pairwise(parts))
     if disjoint_in_order:
         return frame.set_sorted("bin")
     return (

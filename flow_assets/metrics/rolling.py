@@ -2,7 +2,7 @@
 
 ``flow_toxicity_score_t = z(volume_delta_notional)_t * z(rv)_t`` where
 
-* ``r_t = ln(close_t / close_{t-1})`` and ``rv_t = sqrt(r_{t-k+1}^2 + ... + r_t^2)`` (``k`` = horizon);
+* ``r_t = ln(close_t / close_{t-1})``, ``rv_t = sqrt(r_{t-k+1}^2 + ... + r_t^2)`` (k = horizon);
 * ``z(x)_t`` is the z-score of ``x_t`` in the window of the last ``W`` bars (``t`` included),
   with the sample standard deviation; null when a value in the window is null or the std is 0.
 
