@@ -1,0 +1,146 @@
+"""What a fetch read, dropped and covered, and the row policies every source shares.
+
+Row policies (applied by :func:`clean_trades`, counted in the report):
+
+* zero-quantity rows are dropped (``rows_dropped["zero_quantity"]``); Binance has published
+  months with many of them and they carry no flow;
+* a trade id seen more than once keeps its first occurrence in source order
+  (``rows_dropped["duplicate_id"]``);
+* rows outside the requested period are dropped (``rows_dropped["outside_period"]``); for OKX
+  this is expected, its UTC+8 day files straddle UTC month edges;
+* rows out of order are sorted by ``(exchange_ts, trade_id)``; ``rows_reordered`` counts the rows
+  that were smaller than the one before them in source order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+
+from flow_assets.metrics.schema import TRADE_SCHEMA
+
+
+@dataclass
+class FileRecord:
+    """One archive file read: its name, where it came from, its sha256 and size in bytes."""
+
+    name: str
+    url: str
+    sha256: str
+    size: int
+    checksum_verified: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "sha256": self.sha256,
+            "size": self.size,
+            "checksum_verified": self.checksum_verified,
+        }
+
+
+@dataclass
+class FetchReport:
+    """The account of one fetch: files (their checksums become data versions), rows, coverage.
+
+    ``end`` is the exclusive end of the covered data (UTC); ``complete`` is false for a month still
+    running or one with ``days_missing``. ``defects`` lists known archive defects met.
+    """
+
+    exchange: str
+    symbol: str
+    month: date | None
+    files: list[FileRecord] = field(default_factory=list)
+    rows_read: int = 0
+    rows_dropped: dict[str, int] = field(default_factory=dict)
+    rows_reordered: int = 0
+    first_trade: datetime | None = None
+    last_trade: datetime | None = None
+    days_covered: list[date] = field(default_factory=list)
+    days_missing: list[date] = field(default_factory=list)
+    complete: bool = True
+    end: datetime | None = None
+    defects: list[str] = field(default_factory=list)
+
+    def drop(self, reason: str, count: int) -> None:
+        """Count ``count`` rows dropped for ``reason``."""
+        if count:
+            self.rows_dropped[reason] = self.rows_dropped.get(reason, 0) + count
+
+    def to_metadata(self) -> dict[str, Any]:
+        """JSON-able values (ISO strings for times and dates)."""
+
+        def iso(value: date | datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "month": iso(self.month),
+            "files": [f.to_dict() for f in self.files],
+            "rows_read": self.rows_read,
+            "rows_dropped": dict(self.rows_dropped),
+            "rows_reordered": self.rows_reordered,
+            "first_trade": iso(self.first_trade),
+            "last_trade": iso(self.last_trade),
+            "days_covered": [d.isoformat() for d in self.days_covered],
+            "days_missing": [d.isoformat() for d in self.days_missing],
+            "complete": self.complete,
+            "end": iso(self.end),
+            "defects": list(self.defects),
+        }
+
+
+@dataclass
+class FetchResult:
+    """Normalized trades (``TRADE_SCHEMA``, sorted by exchange_ts, trade_id) and their report."""
+
+    trades: pl.DataFrame
+    report: FetchReport
+
+
+def empty_trades() -> pl.DataFrame:
+    """A frame with no trades in ``TRADE_SCHEMA``."""
+    return pl.DataFrame(schema=TRADE_SCHEMA)
+
+
+def clean_trades(
+    trades: pl.DataFrame,
+    report: FetchReport,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pl.DataFrame:
+    """Apply the row policies above to trades in source order; fill the report's row fields.
+
+    ``trades`` has the ``TRADE_SCHEMA`` columns; rows with a zero quantity may still be there.
+    """
+    report.rows_read += trades.height
+    kept = trades.filter(pl.col("base_qty") > 0)
+    report.drop("zero_quantity", trades.height - kept.height)
+    if start is not None or end is not None:
+        inside = pl.lit(True)
+        if start is not None:
+            inside = inside & (pl.col("exchange_ts") >= start)
+        if end is not None:
+            inside = inside & (pl.col("exchange_ts") < end)
+        before = kept.height
+        kept = kept.filter(inside)
+        report.drop("outside_period", before - kept.height)
+    before = kept.height
+    kept = kept.unique(subset="trade_id", keep="first", maintain_order=True)
+    report.drop("duplicate_id", before - kept.height)
+    ts, ids = pl.col("exchange_ts"), pl.col("trade_id")
+    descending = (ts < ts.shift(1)) | ((ts == ts.shift(1)) & (ids < ids.shift(1)))
+    descents = kept.select(descending.sum()).item()
+    report.rows_reordered += int(descents or 0)
+    kept = kept.sort("exchange_ts", "trade_id").select(
+        [pl.col(name).cast(dtype) for name, dtype in TRADE_SCHEMA.items()]
+    )
+    if kept.height:
+        report.first_trade = kept["exchange_ts"][0]
+        report.last_trade = kept["exchange_ts"][-1]
+    return kept

@@ -1,0 +1,227 @@
+"""Atlas universal symbology and the contract specs of the supported exchanges.
+
+An Atlas id names an instrument independently of any exchange:
+``<type>-<BASE>-<QUOTE>[:<SETTLE>][-<YYYYMMDD>]``, e.g. ``perpetual-BTC-USDT:USDT`` (linear:
+settled in the quote currency), ``perpetual-BTC-USD:BTC`` (inverse: settled in the base
+asset) or ``spot-BTC-USDT``. Exchanges name the same instruments natively (Binance USD-M
+``BTCUSDT``, OKX ``BTC-USDT-SWAP``); :func:`to_native` and :func:`from_native` translate.
+
+Contract specs (what one unit of an exchange's size column is worth, with their history) are
+data, kept in the package table ``contracts.csv``: ``ct_val`` in ``ct_val_ccy`` (``base`` or the
+base asset: base units per contract, linear; ``USD``: dollars per contract, inverse), valid on
+``[valid_from, valid_to)`` (UTC, empty = unbounded).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib import resources
+
+SUPPORTED_EXCHANGES: tuple[str, ...] = ("binance-futures", "okx-perps")
+KINDS: tuple[str, ...] = ("spot", "perpetual", "future")
+
+_ATLAS = re.compile(
+    r"^(?P<kind>[a-z]+)-(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z0-9]+)"
+    r"(?::(?P<settle>[A-Z0-9]+))?(?:-(?P<expiry>\d{8}))?$"
+)
+# Binance USD-M perpetuals are quoted and settled in one of these stablecoins.
+_BINANCE_QUOTES: tuple[str, ...] = ("USDT", "USDC")
+_BINANCE_NATIVE = re.compile(r"^[A-Z0-9]+$")
+_OKX_NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>USDT|USDC|USD)-SWAP$")
+
+
+class SymbolError(ValueError):
+    """A symbol that is malformed or not supported; the message lists what is."""
+
+
+@dataclass(frozen=True, order=True)
+class Instrument:
+    """One instrument in Atlas terms; ``str(instrument)`` is its Atlas id."""
+
+    kind: str
+    base: str
+    quote: str
+    settle: str | None = None
+    expiry: date | None = None
+
+    @property
+    def is_inverse(self) -> bool:
+        """Settled in the base asset: sizes are worth a fixed amount of the quote currency."""
+        return self.settle is not None and self.settle == self.base
+
+    @property
+    def is_linear(self) -> bool:
+        """Settled in the quote currency: sizes are base-asset amounts."""
+        return self.settle is not None and self.settle == self.quote
+
+    def __str__(self) -> str:
+        return format_symbol(self)
+
+
+_FORMAT_HELP = (
+    "expected '<type>-<BASE>-<QUOTE>[:<SETTLE>][-<YYYYMMDD>]' with type in "
+    f"{', '.join(KINDS)}, e.g. 'perpetual-BTC-USDT:USDT', 'perpetual-BTC-USD:BTC', 'spot-BTC-USDT'"
+)
+
+
+def parse_symbol(symbol: str) -> Instrument:
+    """Parse an Atlas id into an :class:`Instrument`."""
+    match = _ATLAS.match(symbol.strip()) if isinstance(symbol, str) else None
+    if match is None:
+        raise SymbolError(f"malformed Atlas symbol {symbol!r}: {_FORMAT_HELP}")
+    kind, base, quote = match["kind"], match["base"], match["quote"]
+    settle, expiry_text = match["settle"], match["expiry"]
+    if kind not in KINDS:
+        raise SymbolError(f"unknown instrument type {kind!r} in {symbol!r}: {_FORMAT_HELP}")
+    if kind == "spot" and (settle or expiry_text):
+        raise SymbolError(f"a spot symbol has no settle currency or expiry: {symbol!r}")
+    if kind != "spot" and settle is None:
+        raise SymbolError(f"a {kind} symbol needs ':<SETTLE>': {symbol!r}; {_FORMAT_HELP}")
+    if settle is not None and settle not in (base, quote):
+        raise SymbolError(f"settle currency must be the base or the quote: {symbol!r}")
+    if (kind == "future") != (expiry_text is not None):
+        raise SymbolError(f"only a future has (and needs) an expiry date: {symbol!r}")
+    expiry = None
+    if expiry_text is not None:
+        try:
+            expiry = datetime.strptime(expiry_text, "%Y%m%d").date()
+        except ValueError as exc:
+            raise SymbolError(f"bad expiry date in {symbol!r}") from exc
+    return Instrument(kind, base, quote, settle, expiry)
+
+
+def format_symbol(instrument: Instrument) -> str:
+    """The Atlas id of an instrument."""
+    text = f"{instrument.kind}-{instrument.base}-{instrument.quote}"
+    if instrument.settle:
+        text += f":{instrument.settle}"
+    if instrument.expiry:
+        text += f"-{instrument.expiry:%Y%m%d}"
+    return text
+
+
+def _instrument(symbol: str | Instrument) -> Instrument:
+    return symbol if isinstance(symbol, Instrument) else parse_symbol(symbol)
+
+
+def _check_exchange(exchange: str) -> None:
+    if exchange not in SUPPORTED_EXCHANGES:
+        raise SymbolError(
+            f"unknown exchange {exchange!r}; supported: {', '.join(SUPPORTED_EXCHANGES)}"
+        )
+
+
+def _supported_help(exchange: str) -> str:
+    if exchange == "binance-futures":
+        quotes = "/".join(_BINANCE_QUOTES)
+        return (
+            f"binance-futures supports linear perpetuals quoted in {quotes}: "
+            "'perpetual-<BASE>-USDT:USDT' <-> '<BASE>USDT' (e.g. BTCUSDT, 1000PEPEUSDT)"
+        )
+    listed = ", ".join(sorted({row.native for row in _specs() if row.exchange == exchange}))
+    return (
+        "okx-perps supports perpetual swaps 'perpetual-<BASE>-USDT:USDT' <-> '<BASE>-USDT-SWAP' "
+        f"and 'perpetual-<BASE>-USD:<BASE>' <-> '<BASE>-USD-SWAP' with a contract spec: {listed}"
+    )
+
+
+def to_native(exchange: str, symbol: str | Instrument) -> str:
+    """The exchange's own id of an Atlas instrument (``BTCUSDT``, ``BTC-USDT-SWAP``)."""
+    _check_exchange(exchange)
+    inst = _instrument(symbol)
+    if exchange == "binance-futures":
+        if inst.kind == "perpetual" and inst.is_linear and inst.quote in _BINANCE_QUOTES:
+            return f"{inst.base}{inst.quote}"
+    elif inst.kind == "perpetual" and (
+        (inst.is_linear and inst.quote in _BINANCE_QUOTES)
+        or (inst.is_inverse and inst.quote == "USD")
+    ):
+        return f"{inst.base}-{inst.quote}-SWAP"
+    raise SymbolError(f"{inst} is not available on {exchange}: {_supported_help(exchange)}")
+
+
+def from_native(exchange: str, native: str) -> Instrument:
+    """The Atlas instrument of an exchange-native id."""
+    _check_exchange(exchange)
+    if exchange == "binance-futures":
+        if _BINANCE_NATIVE.match(native):
+            for quote in _BINANCE_QUOTES:
+                base = native.removesuffix(quote)
+                if base != native and base:
+                    return Instrument("perpetual", base, quote, quote)
+    else:
+        match = _OKX_NATIVE.match(native)
+        if match:
+            base, quote = match["base"], match["quote"]
+            return Instrument("perpetual", base, quote, base if quote == "USD" else quote)
+    raise SymbolError(f"unknown {exchange} symbol {native!r}: {_supported_help(exchange)}")
+
+
+@dataclass(frozen=True)
+class ContractSpec:
+    """What one unit of an exchange's size column is worth, over ``[valid_from, valid_to)``."""
+
+    exchange: str
+    native: str
+    kind: str  # "linear" (ct_val in base units) or "inverse" (ct_val in USD)
+    ct_val: float
+    ct_val_ccy: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+
+    def covers(self, at: datetime) -> bool:
+        """Whether the spec is in force at ``at``."""
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_to is None or at < self.valid_to
+        )
+
+
+def _parse_time(text: str) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+@cache
+def _specs() -> tuple[ContractSpec, ...]:
+    table = resources.files("flow_assets").joinpath("contracts.csv").read_text("utf-8")
+    return tuple(
+        ContractSpec(
+            row["exchange"],
+            row["native"],
+            row["kind"],
+            float(row["ct_val"]),
+            row["ct_val_ccy"],
+            _parse_time(row["valid_from"]),
+            _parse_time(row["valid_to"]),
+        )
+        for row in csv.DictReader(table.splitlines())
+    )
+
+
+def contract_specs(exchange: str, symbol: str | Instrument) -> list[ContractSpec]:
+    """Every spec of the instrument on the exchange, oldest first (its spec history)."""
+    native = to_native(exchange, symbol)
+    rows = [r for r in _specs() if r.exchange == exchange and r.native in (native, "*")]
+    if not rows:
+        raise SymbolError(
+            f"no contract spec for {native} on {exchange}: {_supported_help(exchange)}"
+        )
+    return sorted(rows, key=lambda r: r.valid_from or datetime.min.replace(tzinfo=UTC))
+
+
+def contract_spec(exchange: str, symbol: str | Instrument, at: datetime) -> ContractSpec:
+    """The spec in force at ``at`` (a zone-aware UTC datetime)."""
+    if at.tzinfo is None:
+        raise ValueError("contract_spec needs a zone-aware datetime")
+    for row in contract_specs(exchange, symbol):
+        if row.covers(at):
+            return row
+    raise SymbolError(f"no contract spec for {symbol} on {exchange} at {at.isoformat()}")
+
+
+def contract_value(exchange: str, symbol: str | Instrument, at: datetime) -> float:
+    """Contract value in force at ``at``: base units (linear) or USD (inverse) per contract."""
+    return contract_spec(exchange, symbol, at).ct_val
