@@ -58,9 +58,9 @@ class StoreError(Exception):
 class MissingObjectError(StoreError, LookupError):
     """The object asked for does not exist (not materialized yet)."""
 
-    def __init__(self, key: str, url: str = "") -> None:
+    def __init__(self, key: str, url: str = "", message: str | None = None) -> None:
         where = f" in {url}" if url else ""
-        super().__init__(f"no object at key {key!r}{where}")
+        super().__init__(message or f"no object at key {key!r}{where}")
         self.key = key
 
 
