@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 
 from flow_assets.client import get_metrics
 from flow_assets.metrics.schema import BAR_SCHEMA
-from flow_assets.store import MissingObjectError, ObjectStore, flow_key, open_store
+from flow_assets.store import MissingObjectError, ObjectStore, StoreError, flow_key, open_store
 from flow_assets_tests.s3_fixtures import month_bars, s3_env, s3_server  # noqa: F401
 
 EXCHANGE = "binance-futures"
@@ -197,3 +197,24 @@ def test_filter_datetime_range_with_naive_bounds(local_url: str) -> None:
         aperiodic_polars.filter_datetime_range(
             aware, datetime(2026, 1, 1), datetime(2026, 1, 1, 23, 59), column="time"
         )
+
+
+def test_schema_drift_names_the_object(tmp_path: Path) -> None:
+    """A file whose ``time`` carries a zone (what the public client cannot filter) is refused."""
+    store = open_store(str(tmp_path))
+    key = flow_key("exchange", EXCHANGE, "1d", SYMBOL, JAN)
+    aware = month_bars(JAN, "1d").with_columns(pl.col("time").dt.replace_time_zone("UTC"))
+    store.write_parquet(key, aware)
+    with pytest.raises(StoreError, match=r"2026-01\.parquet.*wrong dtype.*'time'"):
+        _get(str(tmp_path), JAN, JAN, interval="1d")
+    store.write_parquet(key, month_bars(JAN, "1d").drop("flow_entropy"))
+    with pytest.raises(StoreError, match=r"lacks the bar column\(s\) \['flow_entropy'\]"):
+        _get(str(tmp_path), JAN, JAN, interval="1d")
+
+
+def test_polars_reads_our_s3_objects_directly(s3_env: str) -> None:  # noqa: F811
+    """Other readers (polars/object_store) find the same object with only the AWS_* variables."""
+    store = open_store(s3_env)
+    _publish(store, [JAN], interval="1d")
+    uri = store.uri(flow_key("exchange", EXCHANGE, "1d", SYMBOL, JAN))
+    assert_frame_equal(pl.read_parquet(uri), month_bars(JAN, "1d"))
