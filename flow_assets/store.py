@@ -238,6 +238,7 @@ class LocalStore(ObjectStore):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would hide it from other readers
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -101,6 +101,7 @@ def test_local_write_is_atomic_and_idempotent(tmp_path: Path) -> None:
     assert first.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     # no temp files left next to the object, and the listing only has the object
     assert os.listdir(path.parent) == [path.name]
+    assert path.stat().st_mode & 0o777 == 0o644
     assert local.list_keys() == [KEY]
     assert local.list_keys("flow/exchange/binance-f") == [KEY]
     assert local.list_keys("trades/") == []
