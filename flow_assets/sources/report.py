@@ -15,12 +15,13 @@ Row policies (applied by :func:`clean_trades`, counted in the report):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.sources.errors import NotPublishedError
 
 
 @dataclass
@@ -144,3 +145,55 @@ def clean_trades(
         report.first_trade = kept["exchange_ts"][0]
         report.last_trade = kept["exchange_ts"][-1]
     return kept
+
+
+# Days a daily file may still be missing because the archive has not caught up yet.
+PUBLICATION_GRACE_DAYS = 3
+
+
+def month_start(month: date) -> date:
+    """The first day of ``month`` (which must already be one)."""
+    if month.day != 1:
+        raise ValueError(f"month must be the first day of a month, got {month}")
+    return month
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after ``month``."""
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+def utc_midnight(day: date) -> datetime:
+    """00:00 UTC of ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def days_between(start: date, stop: date) -> list[date]:
+    """Every day of ``[start, stop)``."""
+    return [start + timedelta(days=n) for n in range((stop - start).days)]
+
+
+def today_utc() -> date:
+    """The current UTC date."""
+    return datetime.now(UTC).date()
+
+
+def classify_absent(
+    wanted: list[date], present: set[date], today: date, what: str
+) -> tuple[list[date], list[date]]:
+    """Split absent daily files into (trailing not-yet-published, missing inside the range).
+
+    A file absent after the last present one is *not published yet* when it is recent
+    (within ``PUBLICATION_GRACE_DAYS`` of ``today``), else it counts as missing; a file absent
+    before a present one is missing. Raises :class:`NotPublishedError` when nothing is out yet.
+    """
+    last_present = max(present, default=None)
+    trailing = [
+        d for d in wanted if d not in present and (last_present is None or d > last_present)
+    ]
+    recent = today - timedelta(days=PUBLICATION_GRACE_DAYS)
+    not_yet = [d for d in trailing if d >= recent]
+    missing = [d for d in wanted if d not in present and d not in not_yet]
+    if last_present is None and not_yet:
+        raise NotPublishedError(f"{what}: no file published yet for {wanted[0]}..{wanted[-1]}")
+    return not_yet, missing
