@@ -1,0 +1,349 @@
+"""Local archive mirrors: exchange-exact files written from normalized trades, served over HTTP.
+
+Writers turn a ``TRADE_SCHEMA`` frame into the files an exchange publishes (same paths, zip
+names, CSV columns and formats), so the sources can be exercised end to end without the
+internet. :class:`ArchiveServer` serves a directory on ``127.0.0.1`` and can inject faults.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import threading
+import time
+import zipfile
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Self
+from urllib.parse import unquote, urlsplit
+
+import polars as pl
+
+from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.sources.okx import EXCHANGE as OKX
+from flow_assets.sources.okx import UTC_OFFSET
+from flow_assets.symbology import contract_value, parse_symbol, to_native
+
+
+def _epoch(micros: bool) -> pl.Expr:
+    unit = "us" if micros else "ms"
+    return pl.col("exchange_ts").dt.epoch(unit)
+
+
+def write_zip(path: Path, member: str, data: bytes) -> Path:
+    """A zip holding one deflated member, plus nothing else."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member, data)
+    return path
+
+
+def write_checksum(path: Path) -> Path:
+    """``<path>.CHECKSUM`` in sha256sum format: ``<hex>  <name>\\n``."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    target = path.with_name(path.name + ".CHECKSUM")
+    target.write_text(f"{digest}  {path.name}\n")
+    return target
+
+
+def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: bool) -> bytes:
+    """Binance USD-M archive CSV bytes (``aggTrades`` or ``trades``) for normalized trades."""
+    maker = pl.when(pl.col("is_taker_buy")).then(pl.lit("false")).otherwise(pl.lit("true"))
+    if dataset == "aggTrades":
+        frame = trades.select(
+            pl.col("trade_id").alias("agg_trade_id"),
+            "price",
+            pl.col("base_qty").alias("quantity"),
+            pl.col("trade_id").alias("first_trade_id"),
+            pl.col("trade_id").alias("last_trade_id"),
+            _epoch(micros).alias("transact_time"),
+            maker.alias("is_buyer_maker"),
+        )
+    else:
+        frame = trades.select(
+            pl.col("trade_id").alias("id"),
+            "price",
+            pl.col("base_qty").alias("qty"),
+            pl.col("notional").alias("quote_qty"),
+            _epoch(micros).alias("time"),
+            maker.alias("is_buyer_maker"),
+        )
+    return frame.write_csv(include_header=header).encode()
+
+
+def write_binance(
+    trades: pl.DataFrame,
+    root: Path,
+    symbol: str,
+    *,
+    dataset: str = "aggTrades",
+    monthly: bool = True,
+    daily: bool = False,
+    header: bool = True,
+    micros: bool = False,
+) -> list[Path]:
+    """Binance USD-M files (zip + CHECKSUM) under ``root`` for every month and/or day traded."""
+    native = to_native("binance-futures", symbol)
+    written: list[Path] = []
+    groups: list[tuple[str, str]] = []
+    if monthly:
+        groups.append(("monthly", "%Y-%m"))
+    if daily:
+        groups.append(("daily", "%Y-%m-%d"))
+    for frequency, fmt in groups:
+        keyed = trades.with_columns(pl.col("exchange_ts").dt.strftime(fmt).alias("_period"))
+        for (period,), part in keyed.group_by("_period", maintain_order=True):
+            name = f"{native}-{dataset}-{period}"
+            folder = root / "data/futures/um" / frequency / dataset / native
+            data = binance_csv(part.drop("_period"), dataset, header=header, micros=micros)
+            path = write_zip(folder / f"{name}.zip", f"{name}.csv", data)
+            written += [path, write_checksum(path)]
+    return written
+
+
+def okx_csv(
+    trades: pl.DataFrame, symbol: str, *, header: bool = True, extra_column: bool = False
+) -> bytes:
+    """OKX trade CSV bytes: sizes in contracts at the contract value in force per trade."""
+    native = to_native(OKX, symbol)
+    inverse = parse_symbol(symbol).is_inverse
+    values = [contract_value(OKX, symbol, ts) for ts in trades["exchange_ts"]]
+    ct_val = pl.Series("ct_val", values, dtype=pl.Float64)
+    size = (pl.col("notional") if inverse else pl.col("base_qty")) / ct_val
+    frame = trades.select(
+        pl.lit(native).alias("instrument_name"),
+        "trade_id",
+        pl.when(pl.col("is_taker_buy")).then(pl.lit("buy")).otherwise(pl.lit("sell")).alias("side"),
+        "price",
+        size.round(8).alias("size"),
+        _epoch(False).alias("created_time"),
+    )
+    if extra_column:
+        frame = frame.with_columns(pl.lit(0).alias("source"))
+    return frame.write_csv(include_header=header).encode()
+
+
+def write_okx(
+    trades: pl.DataFrame,
+    root: Path,
+    symbol: str,
+    *,
+    header: bool = True,
+    extra_column: bool = False,
+    empty_days: tuple[date, ...] = (),
+) -> list[Path]:
+    """OKX daily trade zips under ``root``, one per UTC+8 day traded (plus ``empty_days``)."""
+    native = to_native(OKX, symbol)
+    keyed = trades.with_columns(
+        (pl.col("exchange_ts") + UTC_OFFSET).dt.date().alias("_day")  # the UTC+8 date
+    )
+    parts = {day: part.drop("_day") for (day,), part in keyed.group_by("_day")}
+    for day in empty_days:
+        parts.setdefault(day, trades.clear())
+    written = []
+    for day, part in sorted(parts.items()):
+        name = f"{native}-trades-{day}"
+        folder = root / "cdn/okex/traderecords/trades/daily" / f"{day:%Y%m%d}"
+        data = okx_csv(part, symbol, header=header, extra_column=extra_column)
+        written.append(write_zip(folder / f"{name}.zip", f"{name}.csv", data))
+    return written
+
+
+def write_tardis(trades: pl.DataFrame, path: Path, exchange: str, symbol: str) -> Path:
+    """A Tardis-style CSV (µs; gzip when ``path`` ends in ``.gz``)."""
+    frame = trades.select(
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(symbol).alias("symbol"),
+        _epoch(True).alias("timestamp"),
+        pl.col("arrival_ts").dt.epoch("us").alias("local_timestamp"),
+        pl.col("trade_id").alias("id"),
+        pl.when(pl.col("is_taker_buy")).then(pl.lit("buy")).otherwise(pl.lit("sell")).alias("side"),
+        "price",
+        pl.col("base_qty").alias("amount"),
+    )
+    data = frame.write_csv().encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected answer: an HTTP ``status`` (with ``retry_after`` seconds), a body cut to
+    ``truncate`` bytes (after a full Content-Length), a replacement ``body``, or a ``delay``."""
+
+    status: int | None = None
+    retry_after: float | None = None
+    truncate: int | None = None
+    body: bytes | None = None
+    delay: float = 0.0
+
+
+class ArchiveServer:
+    """A threaded HTTP server on 127.0.0.1 (free port) serving ``root``; a context manager.
+
+    ``inject(path, *faults)`` queues faults for a URL path (each request pops one); ``log`` lists
+    ``(method, path, status)`` of every request served.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.log: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def inject(self, path: str, *faults: Fault) -> None:
+        """Queue ``faults`` for the URL path (relative to the root, with or without ``/``)."""
+        with self._lock:
+            self.faults["/" + path.lstrip("/")].extend(faults)
+
+    def requests_for(self, path: str) -> list[tuple[str, str, int]]:
+        """The logged requests of one URL path."""
+        key = "/" + path.lstrip("/")
+        return [entry for entry in self.log if entry[1] == key]
+
+    def _next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            queue = self.faults.get(path)
+            return queue.popleft() if queue else None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                path = unquote(urlsplit(self.path).path)
+                server.log.append((self.command, path, status))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+
+            def _serve(self, send_body: bool) -> None:
+                path = unquote(urlsplit(self.path).path)
+                fault = server._next_fault(path)
+                if fault and fault.delay:
+                    time.sleep(fault.delay)
+                if fault and fault.status:
+                    headers = {"Content-Length": "0"}
+                    if fault.retry_after is not None:
+                        headers["Retry-After"] = f"{fault.retry_after:g}"
+                    self._answer(fault.status, b"", headers)
+                    return
+                file = (server.root / path.lstrip("/")).resolve()
+                if server.root.resolve() not in file.parents or not file.is_file():
+                    self._answer(404, b"", {"Content-Length": "0"})
+                    return
+                body = fault.body if fault and fault.body is not None else file.read_bytes()
+                stat = file.stat()
+                headers = {
+                    "Content-Length": str(len(body)),
+                    "Content-Type": "application/octet-stream",
+                    "ETag": '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"',
+                    "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+                }
+                if fault and fault.truncate is not None:
+                    headers["Connection"] = "close"
+                self._answer(200, body, headers)
+                if not send_body:
+                    return
+                if fault and fault.truncate is not None:
+                    self.wfile.write(body[: fault.truncate])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._serve(send_body=True)
+
+            def do_HEAD(self) -> None:
+                self._serve(send_body=False)
+
+        return Handler
+
+    def start(self) -> Self:
+        """Start serving in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def utc(year: int, month: int, day: int, *rest: int) -> datetime:
+    """A UTC datetime (a convenience for building trades)."""
+    return datetime(year, month, day, *rest, tzinfo=UTC)
+
+
+def sample_trades(
+    start: datetime, stop: datetime, count: int, *, seed: int = 0, first_id: int = 1
+) -> pl.DataFrame:
+    """``count`` linear trades spread over ``[start, stop)`` at whole milliseconds, ids ascending.
+
+    Prices and quantities have few decimals so they survive any CSV round trip exactly.
+    """
+    rng = random.Random(seed)
+    span_ms = int((stop - start).total_seconds() * 1000)
+    offsets = sorted(rng.randrange(span_ms) for _ in range(count))
+    prices = [round(20000 + rng.randrange(-5000, 5000) / 10, 1) for _ in range(count)]
+    qtys = [rng.randrange(1, 5000) / 1000 for _ in range(count)]
+    frame = pl.DataFrame(
+        {
+            "exchange_ts": [start + timedelta(milliseconds=o) for o in offsets],
+            "arrival_ts": [None] * count,
+            "trade_id": list(range(first_id, first_id + count)),
+            "price": prices,
+            "base_qty": qtys,
+            "is_taker_buy": [rng.random() < 0.5 for _ in range(count)],
+        },
+        schema_overrides={"arrival_ts": pl.Datetime("us", "UTC")},
+    )
+    frame = frame.with_columns(
+        pl.col("exchange_ts").cast(pl.Datetime("us", "UTC")),
+        (pl.col("price") * pl.col("base_qty")).alias("notional"),
+    )
+    return frame.select(list(TRADE_SCHEMA))
+
+
+__all__ = [
+    "ArchiveServer",
+    "Fault",
+    "binance_csv",
+    "okx_csv",
+    "sample_trades",
+    "write_binance",
+    "write_checksum",
+    "write_okx",
+    "write_tardis",
+    "write_zip",
+]

@@ -1,0 +1,52 @@
+"""Pytest fixtures for the archive sources: a local mirror served over a real socket.
+
+Import the fixtures explicitly in a test module (``from flow_assets_tests.archive_fixtures
+import archive_server, mirror_root, fast_session``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import requests
+from polars.testing import assert_frame_equal
+
+from flow_assets.sources.http import make_session
+from flow_assets.sources.mirror import ArchiveServer
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+@pytest.fixture
+def mirror_root(tmp_path: Path) -> Path:
+    """An empty directory to write archive files into (the server's root)."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def archive_server(mirror_root: Path) -> Iterator[ArchiveServer]:
+    """An :class:`ArchiveServer` serving ``mirror_root`` on 127.0.0.1."""
+    with ArchiveServer(mirror_root) as server:
+        yield server
+
+
+@pytest.fixture
+def fast_session() -> Iterator[requests.Session]:
+    """A retrying session with millisecond backoff and Retry-After capped at 0.2 s."""
+    session = make_session(
+        retries=3, backoff=0.01, backoff_max=0.05, max_retry_after=0.2, timeout=(2.0, 5.0)
+    )
+    yield session
+    session.close()
+
+
+def assert_same_trades(got: pl.DataFrame, expected: pl.DataFrame) -> None:
+    """Trades equal row for row, floats to 1e-12 relative (CSV text round trips)."""
+    expected = expected.sort("exchange_ts", "trade_id")
+    assert got.schema == expected.schema
+    assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-12, abs_tol=0.0)
