@@ -1,12 +1,13 @@
 """Pytest fixtures for the archive sources: a local mirror served over a real socket.
 
 Import the fixtures explicitly in a test module (``from flow_assets_tests.archive_fixtures
-import archive_server, mirror_root, fast_session``).
+import mirror, archive_server, mirror_root, fast_session``; ``mirror`` bundles the other three).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -50,3 +51,24 @@ def assert_same_trades(got: pl.DataFrame, expected: pl.DataFrame) -> None:
     expected = expected.sort("exchange_ts", "trade_id")
     assert got.schema == expected.schema
     assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-12, abs_tol=0.0)
+
+
+@dataclass
+class Mirror:
+    """A served mirror: write files under ``root``, fetch from ``url`` with ``session``."""
+
+    root: Path
+    server: ArchiveServer
+    session: requests.Session
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture
+def mirror(
+    mirror_root: Path, archive_server: ArchiveServer, fast_session: requests.Session
+) -> Mirror:
+    """The mirror directory, its server and a fast-retrying session together."""
+    return Mirror(mirror_root, archive_server, fast_session)
