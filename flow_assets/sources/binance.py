@@ -90,8 +90,17 @@ def _first_line(path: Path) -> str:
         return handle.readline().decode("utf-8", "replace").strip()
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _has_header(first_line: str) -> bool:
-    return bool(first_line) and not (first_line[0].isdigit() or first_line[0] == "-")
+    """A header row is a first line without a single numeric field."""
+    return bool(first_line) and not any(_is_number(f) for f in first_line.split(","))
 
 
 def _locate_ragged(path: Path, skip: int, width: int) -> tuple[int | None, str]:

@@ -1,0 +1,192 @@
+"""OKX perpetual swaps archive: UTC+8 day files, contracts, spec history, over a real socket."""
+
+# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+
+from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.sources import MissingFileError, NotPublishedError, fetch_month, probe_month
+from flow_assets.sources.mirror import sample_trades, utc, write_okx
+from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+    Mirror,
+    archive_server,
+    assert_same_trades,
+    fast_session,
+    mirror,
+    mirror_root,
+)
+
+LINEAR = "perpetual-BTC-USDT:USDT"
+INVERSE = "perpetual-BTC-USD:BTC"
+JAN = date(2024, 1, 1)
+LATER = date(2024, 6, 1)
+ALL_FILE_DAYS = tuple(date(2023, 12, 30) + timedelta(days=n) for n in range(36))
+
+
+def linear_trades(start, stop, count: int, ct_val: float = 0.01, seed: int = 2) -> pl.DataFrame:
+    """Trades whose sizes are whole contracts (as OKX publishes them)."""
+    trades = sample_trades(start, stop, count, seed=seed)
+    contracts = (pl.col("trade_id") % 7 + 1).cast(pl.Float64)
+    return trades.with_columns(base_qty=contracts * ct_val).with_columns(
+        notional=pl.col("price") * pl.col("base_qty")
+    )
+
+
+def in_period(trades: pl.DataFrame, start, end) -> pl.DataFrame:
+    return trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
+
+
+def csv_rows(mirror: Mirror, native: str, day: date) -> list[str]:
+    name = f"{native}-trades-{day}"
+    path = mirror.root / f"cdn/okex/traderecords/trades/daily/{day:%Y%m%d}/{name}.zip"
+    with zipfile.ZipFile(path) as archive:
+        return io.TextIOWrapper(archive.open(f"{name}.csv")).read().splitlines()
+
+
+@pytest.mark.parametrize(("header", "extra_column"), [(True, False), (True, True), (False, False)])
+def test_linear_month_from_utc8_day_files(mirror: Mirror, header: bool, extra_column: bool) -> None:
+    trades = linear_trades(utc(2023, 12, 30), utc(2024, 2, 3), 700)
+    write_okx(
+        trades,
+        mirror.root,
+        LINEAR,
+        header=header,
+        extra_column=extra_column,
+        empty_days=ALL_FILE_DAYS,
+    )
+    result = fetch_month(
+        "okx-perps", LINEAR, JAN, base_url=mirror.url, session=mirror.session, today=LATER
+    )
+    expected = in_period(trades, utc(2024, 1, 1), utc(2024, 2, 1))
+    assert_same_trades(result.trades, expected)
+    assert result.trades.schema == pl.Schema(TRADE_SCHEMA)
+    report = result.report
+    names = [f.name for f in report.files]
+    assert names[0] == "BTC-USDT-SWAP-trades-2024-01-01.zip"
+    assert names[-1] == "BTC-USDT-SWAP-trades-2024-02-01.zip"
+    assert len(names) == 32
+    edges = (
+        in_period(trades, utc(2023, 12, 31, 16), utc(2024, 1, 1)).height
+        + in_period(trades, utc(2024, 2, 1), utc(2024, 2, 1, 16)).height
+    )
+    assert report.rows_dropped == {"outside_period": edges}
+    assert report.rows_read == expected.height + edges
+    assert report.complete
+    assert report.end == utc(2024, 2, 1)
+    assert len(report.days_covered) == 31
+    first = report.files[0]
+    assert not first.checksum_verified
+    on_disk = mirror.root / first.url.split("/", 3)[3]
+    assert first.sha256 == hashlib.sha256(on_disk.read_bytes()).hexdigest()
+    assert first.size == on_disk.stat().st_size
+
+
+def test_file_dated_d_starts_at_16_utc_the_day_before(mirror: Mirror) -> None:
+    trades = linear_trades(utc(2024, 1, 9, 15), utc(2024, 1, 9, 17), 50)
+    write_okx(trades, mirror.root, LINEAR)
+    before = trades.filter(pl.col("exchange_ts") < utc(2024, 1, 9, 16)).height
+    assert len(csv_rows(mirror, "BTC-USDT-SWAP", date(2024, 1, 9))) == before + 1
+    assert len(csv_rows(mirror, "BTC-USDT-SWAP", date(2024, 1, 10))) == 50 - before + 1
+
+
+def test_inverse_contracts_are_usd(mirror: Mirror) -> None:
+    trades = sample_trades(utc(2023, 12, 31), utc(2024, 2, 2), 300, seed=3)
+    notional = (pl.col("trade_id") % 5 + 1).cast(pl.Float64) * 100.0  # whole 100 USD contracts
+    trades = trades.with_columns(notional=notional).with_columns(
+        base_qty=pl.col("notional") / pl.col("price")
+    )
+    write_okx(trades, mirror.root, INVERSE, empty_days=ALL_FILE_DAYS)
+    result = fetch_month(
+        "okx-perps", INVERSE, JAN, base_url=mirror.url, session=mirror.session, today=LATER
+    )
+    assert_same_trades(result.trades, in_period(trades, utc(2024, 1, 1), utc(2024, 2, 1)))
+    sizes = {row.split(",")[4] for row in csv_rows(mirror, "BTC-USD-SWAP", date(2024, 1, 5))[1:]}
+    assert sizes <= {"1.0", "2.0", "3.0", "4.0", "5.0"}
+
+
+def test_contract_value_change_inside_a_month(mirror: Mirror) -> None:
+    """BTC-USDT-SWAP went from 0.0001 to 0.01 BTC per contract at 2020-03-20 08:00 UTC."""
+    change = utc(2020, 3, 20, 8)
+    trades = sample_trades(utc(2020, 3, 20, 7), utc(2020, 3, 20, 9), 40, seed=4)
+    contracts = (pl.col("trade_id") % 3 + 1).cast(pl.Float64)
+    ct_val = pl.when(pl.col("exchange_ts") < change).then(0.0001).otherwise(0.01)
+    trades = trades.with_columns(base_qty=contracts * ct_val).with_columns(
+        notional=pl.col("price") * pl.col("base_qty")
+    )
+    days = tuple(date(2020, 3, 1) + timedelta(days=n) for n in range(32))
+    write_okx(trades, mirror.root, LINEAR, empty_days=days)
+    result = fetch_month(
+        "okx-perps",
+        LINEAR,
+        date(2020, 3, 1),
+        base_url=mirror.url,
+        session=mirror.session,
+        today=LATER,
+    )
+    assert_same_trades(result.trades, trades)
+    sizes = {row.split(",")[4] for row in csv_rows(mirror, "BTC-USDT-SWAP", date(2020, 3, 20))[1:]}
+    assert sizes <= {"1.0", "2.0", "3.0"}
+
+
+def test_running_month_ends_at_the_last_complete_utc_day(mirror: Mirror) -> None:
+    trades = linear_trades(utc(2023, 12, 31, 16), utc(2024, 1, 9, 16), 300)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS[:11])  # files up to Jan 9
+    result = fetch_month(
+        "okx-perps",
+        LINEAR,
+        JAN,
+        base_url=mirror.url,
+        session=mirror.session,
+        today=date(2024, 1, 10),
+    )
+    assert not result.report.complete
+    assert result.report.end == utc(2024, 1, 9)
+    assert_same_trades(result.trades, in_period(trades, utc(2024, 1, 1), utc(2024, 1, 9)))
+    assert result.report.days_covered == [date(2024, 1, d) for d in range(1, 9)]
+
+
+def test_missing_and_not_published(mirror: Mirror) -> None:
+    trades = linear_trades(utc(2023, 12, 31, 16), utc(2024, 2, 1, 16), 300)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS)
+    hole = mirror.root / "cdn/okex/traderecords/trades/daily/20240115"
+    (hole / "BTC-USDT-SWAP-trades-2024-01-15.zip").unlink()
+    kwargs = {"base_url": mirror.url, "session": mirror.session}
+    with pytest.raises(MissingFileError, match="2024-01-15"):
+        fetch_month("okx-perps", LINEAR, JAN, today=LATER, **kwargs)
+    result = fetch_month("okx-perps", LINEAR, JAN, today=LATER, allow_missing_days=True, **kwargs)
+    assert result.report.days_missing == [date(2024, 1, 15)]
+    assert date(2024, 1, 14) not in result.report.days_covered
+    assert not result.report.complete
+    with pytest.raises(NotPublishedError):
+        fetch_month("okx-perps", LINEAR, date(2024, 3, 1), today=date(2024, 3, 10), **kwargs)
+    assert (
+        probe_month("okx-perps", LINEAR, date(2024, 3, 1), today=date(2024, 3, 10), **kwargs)
+        is None
+    )
+
+
+def test_probe_uses_head_and_sees_revisions(mirror: Mirror) -> None:
+    trades = linear_trades(utc(2023, 12, 31, 16), utc(2024, 2, 1, 16), 200)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS)
+    kwargs = {"base_url": mirror.url, "session": mirror.session, "today": LATER}
+    first = probe_month("okx-perps", LINEAR, JAN, **kwargs)
+    assert first is not None
+    assert probe_month("okx-perps", LINEAR, JAN, **kwargs) == first
+    assert {method for method, _, _ in mirror.server.log} == {"HEAD"}
+    write_okx(trades.head(150), mirror.root, LINEAR)
+    assert probe_month("okx-perps", LINEAR, JAN, **kwargs) != first
+
+
+def test_env_var_sets_the_base_url(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_okx(linear_trades(utc(2024, 1, 1), utc(2024, 1, 2), 20), mirror.root, LINEAR)
+    monkeypatch.setenv("FLOW_ASSETS_OKX_URL", mirror.url)
+    probe = probe_month("okx-perps", LINEAR, JAN, session=mirror.session, today=LATER)
+    assert probe is not None
