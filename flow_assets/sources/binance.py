@@ -230,7 +230,10 @@ def _fetch_file(
     checksum_text: str | None = None,
 ) -> pl.DataFrame:
     zip_path = workdir / url.rsplit("/", 1)[1]
-    got = http.download_verified(session, url, zip_path, url + ".CHECKSUM", checksum_text)
+    try:
+        got = http.download_verified(session, url, zip_path, url + ".CHECKSUM", checksum_text)
+    except http.NotFoundError as exc:
+        raise MissingFileError(f"{url} is gone although its CHECKSUM is published") from exc
     report.files.append(FileRecord(zip_path.name, url, got.sha256, got.size, True))
     csv_path = http.unzip_single(zip_path, workdir)
     zip_path.unlink()

@@ -41,6 +41,10 @@ class NotFoundError(SourceError):
         self.url = url
 
 
+class _TruncatedError(DownloadError):
+    """Fewer body bytes than the Content-Length announced."""
+
+
 class _CappedRetry(Retry):
     """urllib3 retry that honours Retry-After up to ``max_retry_after`` seconds."""
 
@@ -168,8 +172,8 @@ def download(session: requests.Session, url: str, dest: Path, *, fresh: bool = F
                         digest.update(chunk)
                         size += len(chunk)
             if expected is not None and int(expected) != size:
-                raise DownloadError(f"truncated body: {size} of {expected} bytes from {url}")
-        except (requests.RequestException, DownloadError) as exc:
+                raise _TruncatedError(f"truncated body: {size} of {expected} bytes from {url}")
+        except (requests.RequestException, _TruncatedError) as exc:
             last_error = exc
             partial.unlink(missing_ok=True)
             continue
