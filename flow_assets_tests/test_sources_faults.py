@@ -195,3 +195,11 @@ def test_okx_faults(mirror: Mirror) -> None:
 def test_every_error_is_a_source_error() -> None:
     for error in (ChecksumMismatchError, CorruptArchiveError, DownloadError, MissingFileError):
         assert issubclass(error, SourceError)
+
+
+def test_read_timeout_is_retried(served: Mirror, january: pl.DataFrame) -> None:
+    served.session.timeout = (1.0, 0.2)  # type: ignore[attr-defined]
+    served.server.inject(CHECKSUM, Fault(delay=0.5))
+    started = time.monotonic()
+    assert_same_trades(fetch(served), january)
+    assert time.monotonic() - started >= 0.2  # the first attempt timed out, the retry answered

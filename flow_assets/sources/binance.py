@@ -300,7 +300,7 @@ def fetch_month(
                     f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files "
                     f"not published yet for {', '.join(map(str, not_yet))}"
                 )
-            if missing and not allow_missing_days:
+            if (missing and not allow_missing_days) or not present:
                 raise MissingFileError(
                     f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files missing "
                     f"for {', '.join(map(str, missing))}"

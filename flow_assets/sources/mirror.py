@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
+import sys
 import threading
 import time
 import zipfile
@@ -174,6 +175,14 @@ def write_tardis(trades: pl.DataFrame, path: Path, exchange: str, symbol: str) -
     return path
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (timeouts, truncation tests) are not errors worth printing."""
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 @dataclass(frozen=True)
 class Fault:
     """One injected answer: an HTTP ``status`` (with ``retry_after`` seconds), a body cut to
@@ -198,7 +207,7 @@ class ArchiveServer:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.log: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
