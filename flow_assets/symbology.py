@@ -38,7 +38,7 @@ class SymbolError(ValueError):
     """A symbol that is malformed or not supported; the message lists what is."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Instrument:
     """One instrument in Atlas terms; ``str(instrument)`` is its Atlas id."""
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from pathlib import Path
 
@@ -222,6 +223,8 @@ def test_row_policies(
     assert report.rows_read == 7
     assert report.rows_dropped == {"zero_quantity": 1, "duplicate_id": 1, "outside_period": 1}
     assert report.rows_reordered == 1
+    assert len(report.defects) == 3
+    assert json.loads(json.dumps(report.to_metadata()))["rows_dropped"] == report.rows_dropped
 
 
 def test_spot_style_rows_and_capitalised_booleans(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ class FetchReport:
     """The account of one fetch: files (their checksums become data versions), rows, coverage.
 
     ``end`` is the exclusive end of the covered data (UTC); ``complete`` is false for a month still
-    running or one with ``days_missing``. ``defects`` lists known archive defects met.
+    running or one with ``days_missing``. ``defects`` describes source problems that the row
+    policies repaired (unordered rows, zero quantities, duplicate ids).
     """
 
     exchange: str
@@ -138,6 +139,13 @@ def clean_trades(
     descending = (ts < ts.shift(1)) | ((ts == ts.shift(1)) & (ids < ids.shift(1)))
     descents = kept.select(descending.sum()).item()
     report.rows_reordered += int(descents or 0)
+    if descents:
+        report.defects.append(f"{descents} rows out of (exchange_ts, trade_id) order; sorted")
+    if report.rows_dropped.get("zero_quantity"):
+        zero = report.rows_dropped["zero_quantity"]
+        report.defects.append(f"{zero} zero-quantity rows; dropped")
+    if report.rows_dropped.get("duplicate_id"):
+        report.defects.append(f"{report.rows_dropped['duplicate_id']} duplicate trade ids; dropped")
     kept = kept.sort("exchange_ts", "trade_id").select(
         [pl.col(name).cast(dtype) for name, dtype in TRADE_SCHEMA.items()]
     )
