@@ -1,5 +1,5 @@
-"""Dagster definitions (filled in by the orchestration issue)."""
+"""The Dagster code location (workspace.yaml, `-m flow_assets.definitions`)."""
 
-import dagster as dg
+from flow_assets.orchestration.definitions import build_definitions
 
-defs = dg.Definitions()
+defs = build_definitions()

@@ -9,6 +9,7 @@ Layout:
 * ``flow/{timestamp}/{exchange}/{interval}/{symbol}/{YYYY-MM}.parquet``: one calendar month
   (UTC) of flow bars for one instrument, timestamp source and interval.
 * ``trades/{exchange}/{symbol}/{YYYY-MM}.parquet``: one month of normalized trades.
+* ``summary/{name}/{YYYY-MM}.parquet``: one month of a downstream summary.
 
 Writes are all-or-nothing: a reader sees the old object or the new one, never a partial one.
 """
@@ -115,6 +116,11 @@ def trades_key(exchange: str, symbol: str, month: date) -> str:
     return f"trades/{ex}/{sym}/{_check_month(month)}.parquet"
 
 
+def summary_key(name: str, month: date) -> str:
+    """Key of one month of a downstream summary: ``summary/{name}/{YYYY-MM}.parquet``."""
+    return f"summary/{_check_name('summary', name)}/{_check_month(month)}.parquet"
+
+
 def check_key(key: object) -> str:
     """Return ``key`` if it is a safe relative key (every ``/`` part a plain name), else raise."""
     if not isinstance(key, str) or not key:
@@ -209,6 +215,16 @@ class ObjectStore(ABC):
     def read_parquet(self, key: str) -> pl.DataFrame:
         """The Parquet object under ``key`` as a polars frame."""
         return pl.read_parquet(io.BytesIO(self.get_bytes(key)))
+
+    def scan_parquet(self, key: str) -> pl.LazyFrame:
+        """A lazy scan of the Parquet object under ``key`` (read piece by piece, not whole)."""
+        if not self.exists(key):
+            raise MissingObjectError(key, self.url)
+        return pl.scan_parquet(self.uri(key), storage_options=self._polars_options())
+
+    def _polars_options(self) -> dict[str, str] | None:
+        """Options for polars' own object-store reader (None for local files)."""
+        return None
 
     def read_parquet_metadata(self, key: str) -> dict[str, str]:
         """The key/value metadata stored in the footer of the Parquet object under ``key``."""
@@ -358,6 +374,23 @@ class S3Store(ObjectStore):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
+
+    def _polars_options(self) -> dict[str, str]:
+        """The AWS_* environment as polars/object_store options (endpoint, region, plain http)."""
+        options = {
+            "aws_region": os.environ.get("AWS_DEFAULT_REGION")
+            or os.environ.get("AWS_REGION")
+            or "us-east-1"
+        }
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["aws_endpoint_url"] = endpoint
+            if endpoint.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            if os.environ.get(name):
+                options[name.lower()] = os.environ[name]
+        return options
 
 
 def open_store(url: str | None = None) -> ObjectStore:

@@ -15,7 +15,7 @@ import hashlib
 import shutil
 import tempfile
 import zlib
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -126,3 +126,29 @@ def read_tardis_csv(
         report.days_covered = sorted(set(cleaned["exchange_ts"].dt.date().to_list()))
         report.end = cleaned["exchange_ts"][-1] + timedelta(microseconds=1)
     return FetchResult(cleaned, report)
+
+
+def read_tardis_month(
+    location: str | Path,
+    month: date,
+    *,
+    exchange: str,
+    symbol: str,
+    session: requests.Session | None = None,
+) -> FetchResult:
+    """The trades of one UTC month (by ``exchange_ts``) from a Tardis CSV covering it.
+
+    Rows outside the month are dropped and counted as ``outside_period``; the month is complete.
+    """
+    result = read_tardis_csv(location, exchange=exchange, symbol=symbol, session=session)
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+    inside = result.trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
+    report = result.report
+    report.month = start.date()
+    report.drop("outside_period", result.trades.height - inside.height)
+    report.first_trade = inside["exchange_ts"][0] if inside.height else None
+    report.last_trade = inside["exchange_ts"][-1] if inside.height else None
+    report.days_covered = sorted(set(inside["exchange_ts"].dt.date().to_list()))
+    report.complete, report.end = True, end
+    return FetchResult(inside, report)

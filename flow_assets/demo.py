@@ -1,0 +1,191 @@
+"""The main job on the embedded defaults, offline: ``python -m flow_assets.demo``.
+
+1. Generates a local mirror of the Binance USD-M and OKX archives (exact layouts and formats,
+   with CHECKSUM files for Binance) plus a Tardis-style CSV with arrival times, for a few
+   instruments over three months, under ``data/demo/mirror``.
+2. Serves the mirror on 127.0.0.1 and points ``FLOW_ASSETS_BINANCE_URL`` / ``FLOW_ASSETS_OKX_URL``
+   at it.
+3. Runs every instrument-month through Dagster (``flow_job``: raw trades, flow bars and their
+   checks), months in order, then the daily cross-exchange summary, on the persistent SQLite
+   instance in ``.dagster_home`` — so the runs, materializations and checks can be browsed in
+   ``dagster dev`` afterwards (``--dev`` starts it, with the mirror still served).
+"""
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from flow_assets.client import get_metrics
+from flow_assets.instruments import InstrumentEntry, load_instruments
+from flow_assets.orchestration.definitions import build_definitions, default_resources
+from flow_assets.sources.mirror import (
+    ArchiveServer,
+    sample_trades,
+    write_binance,
+    write_okx,
+    write_tardis,
+)
+from flow_assets.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DIR = REPO / "data" / "demo"
+DAGSTER_HOME = REPO / ".dagster_home"
+MONTHS = (date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1))
+ARCHIVE_INSTRUMENTS = (
+    ("binance-futures", "perpetual-BTC-USDT:USDT"),
+    ("binance-futures", "perpetual-ETH-USDT:USDT"),
+    ("okx-perps", "perpetual-BTC-USDT:USDT"),
+)
+TARDIS_INSTRUMENT = ("binance-futures", "perpetual-SOL-USDT:USDT")
+
+
+def _month_span(month: date) -> tuple[datetime, datetime]:
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    return start, datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _trades(months: tuple[date, ...], per_month: int, seed: int) -> pl.DataFrame:
+    frames = []
+    for number, month in enumerate(months):
+        start, stop = _month_span(month)
+        frames.append(
+            sample_trades(
+                start, stop, per_month, seed=seed + number, first_id=1 + number * per_month
+            )
+        )
+    return pl.concat(frames)
+
+
+def generate_mirror(root: Path, months: tuple[date, ...], per_month: int) -> Path:
+    """Write the archive mirror under ``root``; returns the instruments file it describes."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    lines = ["instruments:"]
+    for number, (exchange, symbol) in enumerate(ARCHIVE_INSTRUMENTS):
+        trades = _trades(months, per_month, seed=100 * number)
+        if exchange == "binance-futures":
+            write_binance(trades, root, symbol, monthly=True)
+        else:
+            write_okx(trades, root, symbol)
+        lines += [
+            f"  - exchange: {exchange}",
+            f"    symbol: {symbol}",
+            f"    start: {months[0]:%Y-%m}",
+        ]
+    exchange, symbol = TARDIS_INSTRUMENT
+    rng = random.Random(7)
+    for number, month in enumerate(months):
+        trades = _trades((month,), per_month, seed=900 + number).with_columns(
+            trade_id=pl.col("trade_id") + number * per_month,
+            arrival_ts=pl.col("exchange_ts")
+            + pl.Series([timedelta(milliseconds=rng.randrange(20, 400)) for _ in range(per_month)]),
+        )
+        write_tardis(
+            trades, root / "tardis" / "SOLUSDT" / f"{month:%Y-%m}.csv.gz", exchange, symbol
+        )
+    lines += [
+        f"  - exchange: {exchange}",
+        f"    symbol: {symbol}",
+        f"    start: {months[0]:%Y-%m}",
+        f"    tardis: {root}/tardis/{{native}}/{{month}}.csv.gz",
+    ]
+    instruments = root.parent / "instruments.yaml"
+    instruments.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return instruments
+
+
+def run_backfill(
+    defs: dg.Definitions,
+    entries: list[InstrumentEntry],
+    months: tuple[date, ...],
+    instance: dg.DagsterInstance,
+) -> list[dg.ExecuteInProcessResult]:
+    """Every instrument-month through ``flow_job`` (months in order), then the summaries."""
+    flow_job = defs.resolve_job_def("flow_job")
+    summary_job = defs.resolve_job_def("summary_job")
+    results = []
+    tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
+    for month in months:
+        for entry in entries:
+            key = dg.MultiPartitionKey({"instrument": entry.key, "month": month.isoformat()})
+            print(f"  {key} ...", flush=True)
+            result = flow_job.execute_in_process(
+                partition_key=str(key), instance=instance, tags=tags
+            )
+            results.append(result)
+        results.append(
+            summary_job.execute_in_process(
+                partition_key=month.isoformat(), instance=instance, tags=tags
+            )
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades-per-month", type=int, default=20_000)
+    parser.add_argument("--dev", action="store_true", help="then start `dagster dev` on it")
+    args = parser.parse_args(argv)
+
+    DAGSTER_HOME.mkdir(exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", DAGSTER_HOME / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(DAGSTER_HOME)
+    print(f"1/3 generating a local archive mirror under {DEMO_DIR / 'mirror'}", flush=True)
+    instruments = generate_mirror(DEMO_DIR / "mirror", MONTHS, args.trades_per_month)
+    os.environ["FLOW_ASSETS_INSTRUMENTS"] = str(instruments)
+    store = open_store()
+    with ArchiveServer(DEMO_DIR / "mirror") as server:
+        os.environ["FLOW_ASSETS_BINANCE_URL"] = server.url
+        os.environ["FLOW_ASSETS_OKX_URL"] = server.url
+        print(f"2/3 serving it on {server.url}; store: {store.url}", flush=True)
+        entries = load_instruments(instruments)
+        defs = build_definitions(entries, default_resources())
+        print(f"3/3 materializing {len(entries)} instruments x {len(MONTHS)} months", flush=True)
+        with dg.DagsterInstance.get() as instance:
+            results = run_backfill(defs, entries, MONTHS, instance)
+        failed = [r.run_id for r in results if not r.success]
+        files = store.list_keys("flow/")
+        print(
+            f"\n{len(results) - len(failed)}/{len(results)} runs succeeded; {len(files)} flow files"
+        )
+        for key in files[:4]:
+            print(f"  {store.uri(key)}")
+        print("  ...")
+        exchange, symbol = ARCHIVE_INSTRUMENTS[0]
+        sample = get_metrics(
+            metric="flow",
+            exchange=exchange,
+            symbol=symbol,
+            interval="1d",
+            start_date=MONTHS[0],
+            end_date=MONTHS[0] + timedelta(days=2),
+        )
+        print(
+            f"\nget_metrics(metric='flow', exchange={exchange!r}, symbol={symbol!r}, "
+            f"interval='1d', ...):\n{sample.select(sample.columns[:6])}"
+        )
+        env = f"DAGSTER_HOME={DAGSTER_HOME} FLOW_ASSETS_INSTRUMENTS={instruments}"
+        print(
+            f"\nBrowse it all:  {env} .venv/bin/dagster dev\n"
+            "(or `bash scripts/demo.sh --dev` to also keep the mirror served for new runs)"
+        )
+        if args.dev:
+            subprocess.run(
+                [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")],
+                cwd=REPO,
+                check=False,
+            )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

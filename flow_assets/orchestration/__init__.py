@@ -1,0 +1,1 @@
+"""The Dagster layer: it calls the maths, the sources and the store; nothing calls it."""

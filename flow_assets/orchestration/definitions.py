@@ -1,0 +1,68 @@
+"""Build the Dagster ``Definitions``; the one place where the environment configures resources.
+
+Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix;
+the standard ``AWS_*`` variables, ``AWS_ENDPOINT_URL`` included, apply),
+``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL`` and ``FLOW_ASSETS_INSTRUMENTS``.
+Loading makes no network call: it reads the instruments file only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import dagster as dg
+
+from flow_assets.instruments import InstrumentEntry, load_instruments
+from flow_assets.orchestration.assets import FlowSettings, build_assets
+from flow_assets.orchestration.automation import build_automation
+from flow_assets.orchestration.partitions import FlowPartitions
+from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+
+
+def _from_env(name: str) -> dg.EnvVar | None:
+    """``dg.EnvVar(name)`` when the variable is set, else None (the component's default)."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """Resources configured from the environment through ``dg.EnvVar``."""
+    return {
+        "archives": ArchiveSources(
+            binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
+            okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
+        ),
+        "store": FlowStore(url=_from_env("FLOW_ASSETS_STORAGE_URL")),
+    }
+
+
+def build_definitions(
+    entries: Sequence[InstrumentEntry] | None = None,
+    resources: dict[str, dg.ConfigurableResource] | None = None,
+    settings: FlowSettings | None = None,
+) -> dg.Definitions:
+    """All assets, checks, jobs, the sensor and the schedule for ``entries``."""
+    partitions = FlowPartitions(tuple(entries if entries is not None else load_instruments()))
+    flow_job, archive_sensor, running_month_schedule = build_automation(partitions)
+    return dg.Definitions(
+        assets=build_assets(partitions, settings or FlowSettings()),
+        jobs=[
+            flow_job,
+            dg.define_asset_job(
+                "summary_job",
+                selection=dg.AssetSelection.groups("analytics"),
+                partitions_def=partitions.months,
+                description="The daily cross-exchange summary of one month.",
+            ),
+        ],
+        sensors=[
+            archive_sensor,
+            dg.AutomationConditionSensorDefinition(
+                "summary_automation",
+                target=dg.AssetSelection.groups("analytics"),
+                default_status=dg.DefaultSensorStatus.STOPPED,
+            ),
+        ],
+        schedules=[running_month_schedule],
+        resources=resources or default_resources(),
+    )
