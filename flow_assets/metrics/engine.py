@@ -22,6 +22,7 @@ import itertools
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
+import numpy as np
 import polars as pl
 
 from flow_assets.metrics.intervals import ALL_INTERVALS, interval_micros, sorted_intervals
@@ -120,6 +121,16 @@ def _check_trade_values(frame: pl.DataFrame, timestamp: str) -> None:
         raise ValueError("invalid trades: " + "; ".join(problems))
 
 
+def _in_time_order(frame: pl.DataFrame) -> bool:
+    """Whether ``(ts, trade_id)`` strictly increases (one vectorised pass, no diff columns)."""
+    if frame.height < 2:
+        return True
+    ts = frame["ts"].to_numpy()
+    ids = frame["trade_id"].to_numpy()
+    later, earlier = ts[1:], ts[:-1]
+    return bool(np.all((later > earlier) | ((later == earlier) & (ids[1:] > ids[:-1]))))
+
+
 def _normalized_chunk(trades: Trades, timestamp: str, end_us: int) -> pl.DataFrame:
     """Trades with integer time ``ts`` (µs) before ``end``, sorted by ``(ts, trade_id)``."""
     if not isinstance(trades, pl.DataFrame | pl.LazyFrame):
@@ -134,12 +145,7 @@ def _normalized_chunk(trades: Trades, timestamp: str, end_us: int) -> pl.DataFra
     ).collect()
     _check_trade_values(frame, timestamp)
     frame = frame.filter(pl.col("ts") < end_us)
-    in_order = frame.select(
-        ((pl.col("ts").diff() > 0) | ((pl.col("ts").diff() == 0) & (pl.col("trade_id").diff() > 0)))
-        .slice(1)
-        .all()
-    ).item()
-    if not in_order:
+    if not _in_time_order(frame):
         frame = frame.sort("ts", "trade_id")
     return frame.set_sorted("ts")
 
@@ -325,7 +331,7 @@ class FlowBarsEngine:
         chunk = _normalized_chunk(trades, self.timestamp, self.end_us)
         if not chunk.height:
             return
-        self.trades_in_range += chunk.filter(pl.col("ts") >= self.start_us).height
+        self.trades_in_range += int((chunk["ts"] >= self.start_us).sum())
         partials: pl.DataFrame | None = None
         for interval in self.intervals:
             width = interval_micros(interval)
