@@ -1,0 +1,338 @@
+"""The Dagster layer end to end, against archives served on 127.0.0.1 and a real S3 API."""
+
+# ruff: noqa: F811  (pytest fixtures imported by name)
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from flow_assets.client import get_metrics
+from flow_assets.instruments import InstrumentEntry
+from flow_assets.metrics import ALL_INTERVALS, flow_bars_all
+from flow_assets.orchestration.definitions import build_definitions
+from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.sources.mirror import sample_trades, write_binance, write_okx
+from flow_assets.store import flow_key, open_store, summary_key, trades_key
+from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
+from flow_assets_tests.s3_fixtures import s3_env, s3_server  # noqa: F401
+
+BTC = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1))
+OKX_BTC = InstrumentEntry("okx-perps", "perpetual-BTC-USDT:USDT", date(2024, 2, 1))
+JAN, FEB = date(2024, 1, 1), date(2024, 2, 1)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@pytest.fixture
+def trades() -> dict[str, pl.DataFrame]:
+    """Two months of BTC trades on Binance, one month on OKX (small, exact decimals)."""
+    return {
+        "binance": pl.concat(
+            [
+                sample_trades(_utc(JAN), _utc(FEB), 600, seed=1, first_id=1),
+                sample_trades(_utc(FEB), _utc(date(2024, 3, 1)), 500, seed=2, first_id=601),
+            ]
+        ),
+        "okx": sample_trades(_utc(FEB), _utc(date(2024, 3, 1)), 300, seed=3, first_id=10**6),
+    }
+
+
+@pytest.fixture
+def archives(mirror_root, archive_server, trades) -> ArchiveSources:
+    write_binance(trades["binance"], mirror_root, BTC.symbol, monthly=True)
+    write_okx(trades["okx"], mirror_root, OKX_BTC.symbol)
+    return ArchiveSources(binance_url=archive_server.url, okx_url=archive_server.url)
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> FlowStore:
+    return FlowStore(url=str(tmp_path / "store"))
+
+
+def _defs(archives: ArchiveSources, store: FlowStore) -> dg.Definitions:
+    return build_definitions([BTC, OKX_BTC], {"archives": archives, "store": store})
+
+
+def _run(defs: dg.Definitions, entry: InstrumentEntry, month: date, instance=None):
+    key = dg.MultiPartitionKey({"instrument": entry.key, "month": month.isoformat()})
+    return defs.resolve_job_def("flow_job").execute_in_process(
+        partition_key=str(key),
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def _check_results(result) -> dict[tuple[str, str], bool]:
+    evaluations = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    return {(c.asset_key.to_user_string(), c.check_name): c.passed for c in evaluations}
+
+
+def _failure_text(result) -> str:
+    """The messages of the first step failure and of every error that caused it."""
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
+
+
+def test_definitions_load_without_any_network_call(monkeypatch) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("definitions made a network call while loading")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    import flow_assets.definitions as module  # noqa: PLC0415
+
+    defs = importlib.reload(module).defs
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"raw_trades", "daily_flow_summary"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert ("raw_trades", "upstream_defects") in checks
+    assert {("flow_bars_1s", "bars_valid"), ("flow_bars_1d", "nothing_lost")} <= checks
+    assert {s.name for s in defs.sensors} >= {"archive_sensor"}
+    assert [s.name for s in defs.schedules] == ["running_month_schedule"]
+    partitions = defs.resolve_job_def("flow_job").partitions_def
+    assert "binance-futures:perpetual-BTC-USDT:USDT|2024-02-01" in partitions.get_partition_keys()
+
+
+def test_one_partition_end_to_end(archives, local_store, trades) -> None:
+    result = _run(_defs(archives, local_store), BTC, JAN)
+    assert result.success
+    assert all(_check_results(result).values())
+    store = local_store.open()
+    assert store.read_parquet(trades_key(BTC.exchange, BTC.symbol, JAN)).height == 600
+    for interval in ALL_INTERVALS:
+        bars = store.read_parquet(flow_key("exchange", BTC.exchange, interval, BTC.symbol, JAN))
+        assert bars["taker_buy_count"].sum() + bars["taker_sell_count"].sum() == 600
+        assert bars["time"].dtype == pl.Datetime("us")
+        assert not store.exists(flow_key("true", BTC.exchange, interval, BTC.symbol, JAN))
+    materialized = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("raw_trades")
+        + result.asset_materializations_for_node("flow_bars")
+    }
+    metadata = materialized["flow_bars_1h"]
+    assert metadata["dagster/row_count"].value == 31 * 24
+    assert metadata["trades_in"].value == 600
+    assert "dagster/column_lineage" in metadata
+    assert "preview" in metadata
+    raw = materialized["raw_trades"]
+    assert raw["source_files"].value[0]["checksum_verified"] is True
+    bars = get_metrics(
+        metric="flow",
+        exchange=BTC.exchange,
+        symbol=BTC.symbol,
+        interval="1d",
+        start_date=date(2024, 1, 30),
+        end_date=date(2024, 1, 31),
+        storage_url=local_store.url,
+    )
+    assert bars.height == 2
+
+
+def test_a_backfill_of_months_equals_one_long_run(archives, local_store, trades) -> None:
+    """January then February as partitions: February's rolling fields see January."""
+    defs = _defs(archives, local_store)
+    instance = dg.DagsterInstance.ephemeral()
+    for month in (JAN, FEB):
+        assert _run(defs, BTC, month, instance).success
+    assert _run(defs, OKX_BTC, FEB, instance).success
+    store = local_store.open()
+    long_run = flow_bars_all(
+        trades["binance"], _utc(JAN), _utc(date(2024, 3, 1)), intervals=("1m", "5m", "4h")
+    )
+    for interval in ("1m", "5m", "4h"):
+        february = store.read_parquet(flow_key("exchange", BTC.exchange, interval, BTC.symbol, FEB))
+        expected = long_run[interval].filter(pl.col("time") >= datetime(2024, 2, 1))
+        assert_frame_equal(february, expected, rel_tol=1e-12)
+        assert february["flow_toxicity_score"].drop_nulls().len() > 0
+    summary = defs.resolve_job_def("summary_job").execute_in_process(
+        partition_key=FEB.isoformat(), instance=instance
+    )
+    assert summary.success
+    daily = store.read_parquet(summary_key("daily_flow", FEB))
+    assert daily.height == 29
+    assert daily["exchanges"].max() == 2
+    assert daily["trades"].sum() == 500 + 300
+
+
+def test_a_month_before_the_instruments_start_is_refused(archives, local_store) -> None:
+    result = _run(_defs(archives, local_store), OKX_BTC, JAN)
+    assert not result.success
+    failure = _failure_text(result)
+    assert "starts in 2024-02: month 2024-01 is not materializable" in failure
+
+
+def test_a_corrupt_archive_fails_its_month_and_leaves_no_file(
+    archives,
+    local_store,
+    mirror_root,
+) -> None:
+    zip_path = next(mirror_root.rglob("BTCUSDT-aggTrades-2024-02.zip"))
+    zip_path.write_bytes(zip_path.read_bytes()[:-100] + b"\0" * 100)
+    result = _run(_defs(archives, local_store), BTC, FEB)
+    assert not result.success
+    message = _failure_text(result)
+    assert "checksum" in message.lower()
+    store = local_store.open()
+    assert store.list_keys("trades/") == []
+    assert store.list_keys("flow/") == []
+
+
+def test_bars_that_fail_validation_are_not_published(archives, local_store, monkeypatch) -> None:
+    from flow_assets.orchestration import assets  # noqa: PLC0415
+
+    real_finish = assets.FlowBarsEngine.finish
+
+    def finish_with_a_nan(self):
+        bars = real_finish(self)
+        bars["1h"] = bars["1h"].with_columns(flow_entropy=pl.lit(float("nan")))
+        return bars
+
+    monkeypatch.setattr(assets.FlowBarsEngine, "finish", finish_with_a_nan)
+    result = _run(_defs(archives, local_store), BTC, JAN)
+    assert not result.success
+    checks = _check_results(result)
+    assert checks[("flow_bars_1h", "bars_valid")] is False
+    assert checks[("flow_bars_1m", "bars_valid")] is True
+    evaluation = next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_key.to_user_string() == "flow_bars_1h"
+        and e.event_specific_data.check_name == "bars_valid"
+    )
+    assert "flow_entropy" in evaluation.metadata["exchange_failure_cases"].value
+    assert local_store.open().list_keys("flow/") == []
+
+
+def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server) -> None:
+    today = datetime.now(UTC).date()
+    last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    entry = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", last)
+    trades = sample_trades(_utc(last), _utc(today.replace(day=1)), 50, seed=4)
+    write_binance(trades, mirror_root, entry.symbol, monthly=True)
+    defs = build_definitions(
+        [entry],
+        {"archives": ArchiveSources(binance_url=archive_server.url), "store": FlowStore(url="x")},
+    )
+    sensor = defs.resolve_sensor_def("archive_sensor")
+    resources = {"archives": ArchiveSources(binance_url=archive_server.url)}
+    first = sensor(dg.build_sensor_context(resources=resources))
+    assert [r.partition_key for r in first.run_requests] == [f"{entry.key}|{last.isoformat()}"]
+    assert first.run_requests[0].tags["flow_assets/trigger"] == "published"
+    again = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
+    assert isinstance(again, dg.SkipReason)
+    write_binance(trades.head(40), mirror_root, entry.symbol, monthly=True)  # reissued file
+    revised = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
+    assert revised.run_requests[0].tags["flow_assets/trigger"] == "revised"
+    assert revised.run_requests[0].run_key != first.run_requests[0].run_key
+    assert archive_server.log, "the sensor probed the archive"
+    assert all(path.endswith(".CHECKSUM") for _, path, _ in archive_server.log)
+
+
+def test_the_schedule_keeps_the_running_month_fresh(archives, local_store) -> None:
+    defs = _defs(archives, local_store)
+    schedule = defs.resolve_schedule_def("running_month_schedule")
+    repository = defs.get_repository_def()
+    mid_january = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 1, 15, 1, 30, tzinfo=UTC), repository_def=repository
+    )
+    requests = schedule.evaluate_tick(mid_january).run_requests
+    assert [r.partition_key for r in requests] == [f"{BTC.key}|2024-01-01"]
+    first_of_month = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 2, 1, 1, 30, tzinfo=UTC), repository_def=repository
+    )
+    assert schedule.evaluate_tick(first_of_month).run_requests == []
+
+
+def test_end_to_end_on_a_real_s3_api(archives, s3_env, tmp_path) -> None:
+    s3 = FlowStore(url=s3_env)
+    assert _run(_defs(archives, s3), BTC, JAN).success
+    local = FlowStore(url=str(tmp_path / "local"))
+    assert _run(_defs(archives, local), BTC, JAN).success
+    for interval in ("1m", "1d"):
+        from_s3 = get_metrics(
+            metric="flow",
+            exchange=BTC.exchange,
+            symbol=BTC.symbol,
+            interval=interval,
+            start_date=JAN,
+            end_date=date(2024, 1, 31),
+            storage_url=s3_env,
+        )
+        from_disk = get_metrics(
+            metric="flow",
+            exchange=BTC.exchange,
+            symbol=BTC.symbol,
+            interval=interval,
+            start_date=JAN,
+            end_date=date(2024, 1, 31),
+            storage_url=local.url,
+        )
+        assert_frame_equal(from_s3, from_disk)
+    assert open_store(s3_env).exists(trades_key(BTC.exchange, BTC.symbol, JAN))
+
+
+def test_the_cli_materializes_one_instrument_month(archives, local_store, tmp_path) -> None:
+    instruments = tmp_path / "instruments.yaml"
+    instruments.write_text(
+        "instruments:\n"
+        f"  - exchange: {BTC.exchange}\n    symbol: {BTC.symbol}\n    start: 2024-01\n"
+    )
+    env = {
+        **os.environ,
+        "FLOW_ASSETS_INSTRUMENTS": str(instruments),
+        "FLOW_ASSETS_STORAGE_URL": local_store.url,
+        "FLOW_ASSETS_BINANCE_URL": archives.binance_url,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+    (tmp_path / "home").mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "flow_assets.definitions",
+            "--select",
+            "group:flow",
+            "--partition",
+            f"{BTC.key}|2024-01-01",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = local_store.open()
+    assert len(store.list_keys("flow/exchange/")) == len(ALL_INTERVALS)
+    runs = json.dumps(sorted(p.name for p in (tmp_path / "home").iterdir()))
+    assert "storage" in runs or "history" in runs
