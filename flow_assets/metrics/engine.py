@@ -125,8 +125,12 @@ def _in_time_order(frame: pl.DataFrame) -> bool:
     """Whether ``(ts, trade_id)`` strictly increases (one vectorised pass, no diff columns)."""
     if frame.height < 2:
         return True
-    ts = frame["ts"].to_numpy()
+    if not frame["ts"].is_sorted():
+        return False
     ids = frame["trade_id"].to_numpy()
+    if np.all(ids[1:] > ids[:-1]):  # the usual case: ids increase with time, ties included
+        return True
+    ts = frame["ts"].to_numpy()
     later, earlier = ts[1:], ts[:-1]
     return bool(np.all((later > earlier) | ((later == earlier) & (ids[1:] > ids[:-1]))))
 
