@@ -21,6 +21,7 @@ from polars.testing import assert_frame_equal
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics import ALL_INTERVALS, flow_bars_all
+from flow_assets.orchestration import assets
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.sources.mirror import sample_trades, write_binance, write_okx
@@ -152,8 +153,11 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
     assert bars.height == 2
 
 
-def test_a_backfill_of_months_equals_one_long_run(archives, local_store, trades) -> None:
-    """January then February as partitions: February's rolling fields see January."""
+def test_a_backfill_of_months_equals_one_long_run(
+    archives, local_store, trades, monkeypatch
+) -> None:
+    """January, then February fed day by day: February's rolling fields see January."""
+    monkeypatch.setattr(assets, "CHUNK_ROWS", 100)  # months of 500-600 trades go in daily chunks
     defs = _defs(archives, local_store)
     instance = dg.DagsterInstance.ephemeral()
     for month in (JAN, FEB):

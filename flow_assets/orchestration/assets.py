@@ -101,12 +101,19 @@ def _column_lineage(timestamp: str) -> dg.TableColumnLineage:
     return dg.TableColumnLineage(lineage)
 
 
-def _daily_chunks(trades: pl.LazyFrame, start: datetime, end: datetime) -> Iterator[pl.LazyFrame]:
-    """The trades of ``[start, end)`` one UTC day at a time (bounded memory)."""
+CHUNK_ROWS = 2_000_000  # a month of more trades than this is fed to the engine day by day
+
+
+def _chunks(trades: pl.LazyFrame, start: datetime, end: datetime) -> Iterator[pl.LazyFrame]:
+    """The trades of ``[start, end)``: whole when small, else one UTC day at a time."""
+    in_range = pl.col("exchange_ts").is_between
+    if trades.select(pl.len()).collect().item() <= CHUNK_ROWS:
+        yield trades.filter(in_range(start, end, closed="left"))
+        return
     day = start
     while day < end:
         following = min(day + timedelta(days=1), end)
-        yield trades.filter(pl.col("exchange_ts").is_between(day, following, closed="left"))
+        yield trades.filter(in_range(day, following, closed="left"))
         day = following
 
 
@@ -280,7 +287,7 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
             )
             for m, key in months:
                 first, last = _month_bounds(m)
-                for chunk in _daily_chunks(objects.scan_parquet(key), first, min(last, end)):
+                for chunk in _chunks(objects.scan_parquet(key), first, min(last, end)):
                     engine.add(chunk)
             results[timestamp] = engine.finish()
             everything = pl.concat([objects.scan_parquet(k) for _, k in months])
