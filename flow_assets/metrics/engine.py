@@ -178,7 +178,7 @@ def _trade_partials(trades: pl.DataFrame, width: int) -> pl.DataFrame:
                 .otherwise(0.0)
                 .alias(bucket_field(side, size, "order_volume"))
             )
-            masked.append(in_bucket.cast(pl.Int64).alias(bucket_field(side, size, "order_count")))
+            masked.append(in_bucket.alias(bucket_field(side, size, "order_count")))  # bits
     return (
         trades.lazy()
         .select(
@@ -190,7 +190,11 @@ def _trade_partials(trades: pl.DataFrame, width: int) -> pl.DataFrame:
         )
         .set_sorted("bin")
         .group_by("bin", maintain_order=True)
-        .agg(*[pl.col(c).sum() for c in _SUM_COLUMNS], *[pl.col(c).last() for c in _CLOSE_COLUMNS])
+        .agg(
+            *[pl.col(c).sum() for c in _VOLUME_COLUMNS + _BUCKET_NOTIONAL],
+            *[pl.col(c).sum().cast(pl.Int64) for c in _BUCKET_COUNT],
+            *[pl.col(c).last() for c in _CLOSE_COLUMNS],
+        )
         .collect()
     )
 
