@@ -9,7 +9,6 @@ does the same against our store (local folder or S3), with no Dagster involved.
 from __future__ import annotations
 
 import io
-import re
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -17,12 +16,9 @@ import polars as pl
 from flow_assets.metrics.intervals import ALL_INTERVALS
 from flow_assets.metrics.schema import BAR_SCHEMA
 from flow_assets.store import TIMESTAMPS, MissingObjectError, StoreError, flow_key, open_store
+from flow_assets.symbology import SUPPORTED_EXCHANGES, SymbolError, parse_symbol
 
 SUPPORTED_METRICS: tuple[str, ...] = ("flow",)
-SUPPORTED_EXCHANGES: tuple[str, ...] = ("binance-futures", "okx-perps")
-# Atlas unified symbology: <type>-<BASE>-<QUOTE>[:<SETTLE>][-<YYYYMMDD>],
-# e.g. perpetual-BTC-USDT:USDT or future-BTC-USD:BTC-20260327.
-ATLAS_SYMBOL_RE = re.compile(r"[a-z]+-[A-Z0-9]+-[A-Z0-9]+(?::[A-Z0-9]+)?(?:-\d{8})?")
 
 
 def _check_day(name: str, value: object) -> date:
@@ -53,10 +49,16 @@ def validate_request(
         raise ValueError(
             f"unknown exchange {exchange!r}; supported: {', '.join(SUPPORTED_EXCHANGES)}"
         )
-    if not isinstance(symbol, str) or not ATLAS_SYMBOL_RE.fullmatch(symbol):
+    try:
+        canonical = str(parse_symbol(symbol))
+    except SymbolError as error:
+        canonical, detail = None, f" ({error})"
+    else:
+        detail = ""
+    if canonical != symbol:
         raise ValueError(
             f"invalid symbol {symbol!r}: expected an Atlas id "
-            "<type>-<BASE>-<QUOTE>[:<SETTLE>][-<YYYYMMDD>], e.g. 'perpetual-BTC-USDT:USDT'"
+            f"<type>-<BASE>-<QUOTE>[:<SETTLE>][-<YYYYMMDD>], e.g. 'perpetual-BTC-USDT:USDT'{detail}"
         )
     if interval not in ALL_INTERVALS:
         raise ValueError(f"unknown interval {interval!r}; supported: {', '.join(ALL_INTERVALS)}")
