@@ -306,6 +306,17 @@ def cmd_week(ns: argparse.Namespace) -> None:
             ],
             check=True,
         )
+    # per-method peak RSS first, while this process is small: a child's ru_maxrss starts from
+    # its parent's resident size at fork, so children started later would all report ours
+    rss_each = {}
+    if ns.rss_children:
+        for name in METHODS:
+            rss_each[name] = child(
+                ["one", name, "--trades", str(ns.trades), "--seed", str(ns.seed)]
+            )["peak_rss_mib"]
+            print(
+                f"peak RSS of {name} alone in a fresh process: {rss_each[name]:.0f} MiB", flush=True
+            )
     facts = describe(path)
     print(f"machine: {machine()}")
     print(f"file: {path} ({path.stat().st_size / 2**20:.0f} MiB)")
@@ -333,12 +344,6 @@ def cmd_week(ns: argparse.Namespace) -> None:
         )
     med = {name: statistics.median(t) for name, t in times.items()}
     rss_self = peak_rss_mib()
-    rss_each = {}
-    if ns.rss_children:
-        for name in METHODS:
-            rss_each[name] = child(
-                ["one", name, "--trades", str(ns.trades), "--seed", str(ns.seed)]
-            )["peak_rss_mib"]
     print()
     print(f"{'method':<18} {'median s':>9} {'min s':>7} {'max s':>7} {'peak RSS MiB':>13}")
     for name, t in times.items():
