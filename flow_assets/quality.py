@@ -56,7 +56,9 @@ def upstream_defects(trades: pl.DataFrame, report: dict[str, Any]) -> tuple[str,
 
     ``error``: a UTC day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side (the
     Binance ``trades`` archive defect), or days missing inside the month. ``warn``: rows the
-    source repaired (duplicates, zero quantities, unordered rows).
+    source repaired (duplicates, zero quantities, unordered rows), or trades that arrived before
+    their exchange time (a collector clock behind the exchange's: near a month edge such a trade
+    sits in the next month's file while its arrival time belongs to this month).
     """
     per_day = (
         trades.group_by(pl.col("exchange_ts").dt.date().alias("day"))
@@ -70,12 +72,14 @@ def upstream_defects(trades: pl.DataFrame, report: dict[str, Any]) -> tuple[str,
     one_sided = [d.isoformat() for d in per_day["day"].to_list()]
     missing = list(report.get("days_missing", []))
     repaired = list(report.get("defects", []))
+    early = trades.select((pl.col("arrival_ts") < pl.col("exchange_ts")).sum()).item() or 0
     findings = {
         "one_sided_days": one_sided,
         "days_missing": missing,
         "repaired": repaired,
         "rows_dropped": report.get("rows_dropped", {}),
+        "arrived_before_exchange_time": early,
     }
     if one_sided or missing:
         return "error", findings
-    return ("warn" if repaired else "ok"), findings
+    return ("warn" if repaired or early else "ok"), findings
