@@ -17,6 +17,7 @@ import random
 import shutil
 import subprocess
 import sys
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -113,18 +114,19 @@ def run_backfill(
     flow_job = defs.resolve_job_def("flow_job")
     summary_job = defs.resolve_job_def("summary_job")
     results = []
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has it all
     tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
     for month in months:
         for entry in entries:
             key = dg.MultiPartitionKey({"instrument": entry.key, "month": month.isoformat()})
             print(f"  {key} ...", flush=True)
             result = flow_job.execute_in_process(
-                partition_key=str(key), instance=instance, tags=tags
+                partition_key=str(key), instance=instance, tags=tags, run_config=quiet
             )
             results.append(result)
         results.append(
             summary_job.execute_in_process(
-                partition_key=month.isoformat(), instance=instance, tags=tags
+                partition_key=month.isoformat(), instance=instance, tags=tags, run_config=quiet
             )
         )
     return results
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trades-per-month", type=int, default=20_000)
     parser.add_argument("--dev", action="store_true", help="then start `dagster dev` on it")
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     DAGSTER_HOME.mkdir(exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", DAGSTER_HOME / "dagster.yaml")
