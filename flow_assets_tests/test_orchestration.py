@@ -189,6 +189,49 @@ def test_a_month_before_the_instruments_start_is_refused(archives, local_store) 
     assert "starts in 2024-02: month 2024-01 is not materializable" in failure
 
 
+def test_bars_of_a_month_without_raw_trades_fail_unless_a_backfill_reaches_them(
+    archives, local_store
+) -> None:
+    """A backfill of January also targets the next months' bars (their history changed)."""
+    defs = _defs(archives, local_store)
+    flow_keys = [assets.flow_asset_key(i) for i in ALL_INTERVALS]
+    job = defs.resolve_implicit_global_asset_job_def()
+    key = f"{BTC.key}|{FEB.isoformat()}"
+    alone = job.execute_in_process(
+        partition_key=key,
+        asset_selection=flow_keys,
+        raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert not alone.success
+    assert "raw trades of binance-futures:perpetual-BTC-USDT:USDT 2024-02 are not materialized" in (
+        _failure_text(alone)
+    )
+    in_backfill = job.execute_in_process(
+        partition_key=key,
+        asset_selection=flow_keys,
+        tags={"dagster/backfill": "b1"},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert in_backfill.success
+    assert in_backfill.get_asset_materialization_events() == []
+    assert local_store.open().list_keys("flow/") == []
+
+
+def test_selecting_some_intervals_computes_and_writes_only_those(archives, local_store) -> None:
+    job = _defs(archives, local_store).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        partition_key=f"{BTC.key}|{JAN.isoformat()}",
+        asset_selection=[dg.AssetKey("raw_trades"), assets.flow_asset_key("1h")],
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert local_store.open().list_keys("flow/") == [
+        flow_key("exchange", BTC.exchange, "1h", BTC.symbol, JAN)
+    ]
+    assert {k for k, _ in _check_results(result)} == {"raw_trades", "flow_bars_1h"}
+
+
 def test_a_corrupt_archive_fails_its_month_and_leaves_no_file(
     archives,
     local_store,
