@@ -275,6 +275,32 @@ def test_bars_that_fail_validation_are_not_published(archives, local_store, monk
     assert local_store.open().list_keys("flow/") == []
 
 
+def test_bars_that_do_not_reconcile_with_the_source_are_not_published(
+    archives, local_store, monkeypatch
+) -> None:
+    real_totals = assets.source_totals
+
+    def one_trade_more(*args, **kwargs):
+        totals = real_totals(*args, **kwargs)
+        return {**totals, "trades": totals["trades"] + 1}
+
+    monkeypatch.setattr(assets, "source_totals", one_trade_more)
+    result = _run(_defs(archives, local_store), BTC, JAN)
+    assert not result.success
+    checks = _check_results(result)
+    assert checks[("flow_bars_1m", "nothing_lost")] is False
+    assert checks[("flow_bars_1m", "bars_valid")] is True
+    evaluation = next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "nothing_lost"
+    )
+    assert evaluation.metadata["unreconciled_timestamps"].value == ["exchange"]
+    assert evaluation.metadata["exchange"].value["trades_in_source"] == 601
+    assert local_store.open().list_keys("flow/") == []
+
+
 def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server) -> None:
     today = datetime.now(UTC).date()
     last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)

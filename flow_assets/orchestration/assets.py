@@ -312,18 +312,18 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
         check_results = []
         for interval in intervals:
             asset_key = flow_asset_key(interval)
-            errors: dict[str, Any] = {}
-            lost: dict[str, Any] = {}
+            errors: dict[str, dict[str, Any]] = {}
+            findings: dict[str, dict[str, Any]] = {}
+            unreconciled: list[str] = []
             for timestamp, bars in results.items():
                 try:
                     validate_bars(bars[interval], interval)
                 except SchemaErrors as error:
                     errors[timestamp] = _failure_cases(error)
-                passed, findings = reconcile(bars[interval], totals[timestamp])
-                lost[timestamp] = findings
+                passed, findings[timestamp] = reconcile(bars[interval], totals[timestamp])
                 if not passed:
-                    lost[f"{timestamp}_failed"] = True
-            failed |= bool(errors) or any(k.endswith("_failed") for k in lost)
+                    unreconciled.append(timestamp)
+            failed |= bool(errors or unreconciled)
             check_results.append(
                 dg.AssetCheckResult(
                     asset_key=asset_key,
@@ -340,8 +340,11 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
                 dg.AssetCheckResult(
                     asset_key=asset_key,
                     check_name="nothing_lost",
-                    passed=not any(k.endswith("_failed") for k in lost),
-                    metadata={k: dg.MetadataValue.json(v) for k, v in lost.items()},
+                    passed=not unreconciled,
+                    metadata={
+                        **{ts: dg.MetadataValue.json(found) for ts, found in findings.items()},
+                        "unreconciled_timestamps": dg.MetadataValue.json(unreconciled),
+                    },
                 )
             )
         yield from check_results
