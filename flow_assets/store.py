@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flow_assets.metrics.intervals import ALL_INTERVALS
@@ -163,12 +162,6 @@ def parquet_bytes(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -
     return sink.getvalue()
 
 
-def parquet_footer_metadata(data: bytes) -> dict[str, str]:
-    """The user key/value metadata of a Parquet file (without pyarrow's own schema entry)."""
-    raw = pq.read_metadata(pa.BufferReader(data)).metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if k.decode() != _ARROW_SCHEMA_KEY}
-
-
 # --------------------------------------------------------------------------- stores
 
 
@@ -227,8 +220,14 @@ class ObjectStore(ABC):
         return None
 
     def read_parquet_metadata(self, key: str) -> dict[str, str]:
-        """The key/value metadata stored in the footer of the Parquet object under ``key``."""
-        return parquet_footer_metadata(self.get_bytes(key))
+        """The key/value metadata stored in the footer of the Parquet object under ``key``.
+
+        Only the footer is read (ranged reads on S3), not the whole object.
+        """
+        if not self.exists(key):
+            raise MissingObjectError(key, self.url)
+        found = pl.read_parquet_metadata(self.uri(key), storage_options=self._polars_options())
+        return {k: v for k, v in found.items() if k != _ARROW_SCHEMA_KEY}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
