@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -44,6 +45,11 @@ def fast_session() -> Iterator[requests.Session]:
     )
     yield session
     session.close()
+
+
+def trades_between(trades: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
+    """The trades whose exchange time is in ``[start, end)``."""
+    return trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
 
 
 def assert_same_trades(got: pl.DataFrame, expected: pl.DataFrame) -> None:

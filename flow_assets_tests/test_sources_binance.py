@@ -34,6 +34,7 @@ from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
     fast_session,
     mirror,
     mirror_root,
+    trades_between,
 )
 
 BTC = "perpetual-BTC-USDT:USDT"
@@ -41,10 +42,6 @@ JAN = date(2024, 1, 1)
 LATER = date(2024, 6, 1)
 DAILY = "data/futures/um/daily/aggTrades/BTCUSDT"
 MONTHLY = "data/futures/um/monthly/aggTrades/BTCUSDT"
-
-
-def in_month(trades: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
-    return trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
 
 
 @pytest.fixture
@@ -64,7 +61,7 @@ def test_monthly_round_trip(
     result = fetch_month(
         "binance-futures", BTC, JAN, base_url=mirror.url, session=mirror.session, today=LATER
     )
-    expected = in_month(trades, utc(2024, 1, 1), utc(2024, 2, 1))
+    expected = trades_between(trades, utc(2024, 1, 1), utc(2024, 2, 1))
     assert_same_trades(result.trades, expected)
     assert result.trades.schema == pl.Schema(TRADE_SCHEMA)
     report = result.report
@@ -87,7 +84,7 @@ def test_daily_files_when_monthly_is_missing(
     mirror: Mirror,
 ) -> None:
     write_binance(trades, mirror.root, BTC, monthly=False, daily=True, header=False, micros=True)
-    jan = in_month(trades, utc(2024, 1, 1), utc(2024, 2, 1))
+    jan = trades_between(trades, utc(2024, 1, 1), utc(2024, 2, 1))
     # every January day must exist as a file: add empty ones for days without trades
     for day in range(1, 32):
         name = f"BTCUSDT-aggTrades-2024-01-{day:02d}"
@@ -107,7 +104,7 @@ def test_running_month_uses_daily_files_up_to_yesterday(
     trades: pl.DataFrame,
     mirror: Mirror,
 ) -> None:
-    feb = in_month(trades, utc(2024, 2, 1), utc(2024, 2, 6))
+    feb = trades_between(trades, utc(2024, 2, 1), utc(2024, 2, 6))
     write_binance(feb, mirror.root, BTC, monthly=False, daily=True)
     result = fetch_month(
         "binance-futures",
@@ -128,7 +125,7 @@ def test_missing_day_inside_published_range(
     trades: pl.DataFrame,
     mirror: Mirror,
 ) -> None:
-    feb = in_month(trades, utc(2024, 2, 1), utc(2024, 2, 6))
+    feb = trades_between(trades, utc(2024, 2, 1), utc(2024, 2, 6))
     write_binance(feb, mirror.root, BTC, monthly=False, daily=True)
     gone = mirror.root / DAILY / "BTCUSDT-aggTrades-2024-02-03.zip"
     gone.unlink()
@@ -188,7 +185,7 @@ def test_trades_dataset_round_trip_and_one_sided_defect(
     kwargs = {"base_url": mirror.url, "session": mirror.session, "today": LATER}
     write_binance(trades, mirror.root, BTC, dataset="trades", header=False)
     result = fetch_month("binance-futures", BTC, JAN, dataset="trades", **kwargs)
-    assert_same_trades(result.trades, in_month(trades, utc(2024, 1, 1), utc(2024, 2, 1)))
+    assert_same_trades(result.trades, trades_between(trades, utc(2024, 1, 1), utc(2024, 2, 1)))
     defective = trades.with_columns(is_taker_buy=pl.lit(False))  # is_buyer_maker true everywhere
     write_binance(defective, mirror.root, BTC, dataset="trades")
     with pytest.raises(ArchiveDefectError, match="is_buyer_maker true on every row"):

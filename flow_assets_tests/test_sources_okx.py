@@ -22,6 +22,7 @@ from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
     fast_session,
     mirror,
     mirror_root,
+    trades_between,
 )
 
 LINEAR = "perpetual-BTC-USDT:USDT"
@@ -38,10 +39,6 @@ def linear_trades(start, stop, count: int, ct_val: float = 0.01, seed: int = 2) 
     return trades.with_columns(base_qty=contracts * ct_val).with_columns(
         notional=pl.col("price") * pl.col("base_qty")
     )
-
-
-def in_period(trades: pl.DataFrame, start, end) -> pl.DataFrame:
-    return trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
 
 
 def csv_rows(mirror: Mirror, native: str, day: date) -> list[str]:
@@ -65,7 +62,7 @@ def test_linear_month_from_utc8_day_files(mirror: Mirror, header: bool, extra_co
     result = fetch_month(
         "okx-perps", LINEAR, JAN, base_url=mirror.url, session=mirror.session, today=LATER
     )
-    expected = in_period(trades, utc(2024, 1, 1), utc(2024, 2, 1))
+    expected = trades_between(trades, utc(2024, 1, 1), utc(2024, 2, 1))
     assert_same_trades(result.trades, expected)
     assert result.trades.schema == pl.Schema(TRADE_SCHEMA)
     report = result.report
@@ -74,8 +71,8 @@ def test_linear_month_from_utc8_day_files(mirror: Mirror, header: bool, extra_co
     assert names[-1] == "BTC-USDT-SWAP-trades-2024-02-01.zip"
     assert len(names) == 32
     edges = (
-        in_period(trades, utc(2023, 12, 31, 16), utc(2024, 1, 1)).height
-        + in_period(trades, utc(2024, 2, 1), utc(2024, 2, 1, 16)).height
+        trades_between(trades, utc(2023, 12, 31, 16), utc(2024, 1, 1)).height
+        + trades_between(trades, utc(2024, 2, 1), utc(2024, 2, 1, 16)).height
     )
     assert report.rows_dropped == {"outside_period": edges}
     assert report.rows_read == expected.height + edges
@@ -107,7 +104,7 @@ def test_inverse_contracts_are_usd(mirror: Mirror) -> None:
     result = fetch_month(
         "okx-perps", INVERSE, JAN, base_url=mirror.url, session=mirror.session, today=LATER
     )
-    assert_same_trades(result.trades, in_period(trades, utc(2024, 1, 1), utc(2024, 2, 1)))
+    assert_same_trades(result.trades, trades_between(trades, utc(2024, 1, 1), utc(2024, 2, 1)))
     sizes = {row.split(",")[4] for row in csv_rows(mirror, "BTC-USD-SWAP", date(2024, 1, 5))[1:]}
     assert sizes <= {"1.0", "2.0", "3.0", "4.0", "5.0"}
 
@@ -149,7 +146,7 @@ def test_running_month_ends_at_the_last_complete_utc_day(mirror: Mirror) -> None
     )
     assert not result.report.complete
     assert result.report.end == utc(2024, 1, 9)
-    assert_same_trades(result.trades, in_period(trades, utc(2024, 1, 1), utc(2024, 1, 9)))
+    assert_same_trades(result.trades, trades_between(trades, utc(2024, 1, 1), utc(2024, 1, 9)))
     assert result.report.days_covered == [date(2024, 1, d) for d in range(1, 9)]
 
 
