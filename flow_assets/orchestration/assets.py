@@ -269,7 +269,8 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
                 context.log.warning(f"{missing}: skipped in this backfill, nothing written")
                 return
             raise dg.Failure(missing)
-        report = json.loads(objects.read_parquet_metadata(current_key)[REPORT_METADATA])
+        current_metadata = objects.read_parquet_metadata(current_key)
+        report = json.loads(current_metadata[REPORT_METADATA])
         start, end = _month_bounds(month)
         if not report["complete"] and report["end"]:
             end = min(end, datetime.fromisoformat(report["end"]))
@@ -286,12 +287,12 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
         if len(history) < settings.history_months:
             context.log.info(f"{len(history)} month(s) of history: the first bars warm up")
         months = [*history, (month, current_key)]
-        versions = [objects.read_parquet_metadata(k)[SOURCE_VERSION_METADATA] for _, k in months]
+        versions = [
+            objects.read_parquet_metadata(k)[SOURCE_VERSION_METADATA] for _, k in history
+        ] + [current_metadata[SOURCE_VERSION_METADATA]]
 
-        results: dict[str, dict[str, pl.DataFrame]] = {}
-        totals: dict[str, dict[str, float | int]] = {}
-        for timestamp in entry.timestamps:
-            engine = FlowBarsEngine(
+        engines = {
+            timestamp: FlowBarsEngine(
                 start,
                 end,
                 intervals=intervals,
@@ -299,13 +300,20 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
                 window=settings.window,
                 horizon=settings.horizon,
             )
-            for m, key in months:
-                first, last = _month_bounds(m)
-                for chunk in _chunks(objects.scan_parquet(key), first, min(last, end)):
-                    engine.add(chunk)
+            for timestamp in entry.timestamps
+        }
+        scans = [objects.scan_parquet(key) for _, key in months]
+        for (m, _), scan in zip(months, scans, strict=True):
+            first, last = _month_bounds(m)
+            for chunk in _chunks(scan, first, min(last, end)):
+                trades = chunk.collect()  # read once, binned by every timestamp source
+                for engine in engines.values():
+                    engine.add(trades)
+        results: dict[str, dict[str, pl.DataFrame]] = {}
+        totals: dict[str, dict[str, float | int]] = {}
+        for timestamp, engine in engines.items():
             results[timestamp] = engine.finish()
-            everything = pl.concat([objects.scan_parquet(k) for _, k in months])
-            totals[timestamp] = source_totals(everything, start, end, timestamp)
+            totals[timestamp] = source_totals(pl.concat(scans), start, end, timestamp)
             context.log.info(f"{timestamp}: {engine.trades_in_range} trades binned")
 
         failed = False
