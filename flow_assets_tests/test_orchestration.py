@@ -24,7 +24,7 @@ from flow_assets.metrics import ALL_INTERVALS, flow_bars_all
 from flow_assets.orchestration import assets
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
-from flow_assets.sources.mirror import sample_trades, write_binance, write_okx
+from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
 from flow_assets.store import flow_key, open_store, summary_key, trades_key
 from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
 from flow_assets_tests.s3_fixtures import s3_env, s3_server  # noqa: F401
@@ -78,13 +78,18 @@ def _run(defs: dg.Definitions, entry: InstrumentEntry, month: date, instance=Non
     )
 
 
-def _check_results(result) -> dict[tuple[str, str], bool]:
+def _check_evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    """The asset check evaluations of a run by (asset, check name)."""
     evaluations = [
         e.event_specific_data
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
-    return {(c.asset_key.to_user_string(), c.check_name): c.passed for c in evaluations}
+    return {(c.asset_key.to_user_string(), c.check_name): c for c in evaluations}
+
+
+def _check_results(result) -> dict[tuple[str, str], bool]:
+    return {key: c.passed for key, c in _check_evaluations(result).items()}
 
 
 def _failure_text(result) -> str:
@@ -151,6 +156,36 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
         storage_url=local_store.url,
     )
     assert bars.height == 2
+
+
+def test_a_tardis_instrument_gets_bars_for_both_timestamp_sources(
+    trades, local_store, tmp_path
+) -> None:
+    """One read of the trades feeds the exchange-time and the arrival-time bars."""
+    january = trades["binance"].filter(pl.col("exchange_ts") < _utc(FEB))
+    late = pl.col("trade_id") > 595  # the last five trades arrive in February
+    january = january.with_columns(
+        arrival_ts=pl.col("exchange_ts")
+        + pl.when(late).then(pl.duration(days=31)).otherwise(pl.duration(milliseconds=250))
+    )
+    write_tardis(january, tmp_path / "tardis" / "2024-01.csv.gz", BTC.exchange, BTC.symbol)
+    entry = InstrumentEntry(
+        BTC.exchange, BTC.symbol, JAN, tardis=str(tmp_path / "tardis" / "{month}.csv.gz")
+    )
+    defs = build_definitions([entry], {"archives": ArchiveSources(), "store": local_store})
+    result = _run(defs, entry, JAN)
+    assert result.success
+    assert all(_check_results(result).values())
+    store = local_store.open()
+    end = _utc(FEB)
+    for timestamp in ("exchange", "true"):
+        expected = flow_bars_all(january, _utc(JAN), end, intervals=("1m",), timestamp=timestamp)
+        bars = store.read_parquet(flow_key(timestamp, BTC.exchange, "1m", BTC.symbol, JAN))
+        assert_frame_equal(bars, expected["1m"], rel_tol=1e-12)
+    in_january = january.filter(pl.col("arrival_ts") < end).height
+    true_1d = store.read_parquet(flow_key("true", BTC.exchange, "1d", BTC.symbol, JAN))
+    assert true_1d["taker_buy_count"].sum() + true_1d["taker_sell_count"].sum() == in_january
+    assert in_january == 595  # arrivals after the month end fall out of January's true bars
 
 
 def test_a_backfill_of_months_equals_one_long_run(
@@ -264,13 +299,7 @@ def test_bars_that_fail_validation_are_not_published(archives, local_store, monk
     checks = _check_results(result)
     assert checks[("flow_bars_1h", "bars_valid")] is False
     assert checks[("flow_bars_1m", "bars_valid")] is True
-    evaluation = next(
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.asset_key.to_user_string() == "flow_bars_1h"
-        and e.event_specific_data.check_name == "bars_valid"
-    )
+    evaluation = _check_evaluations(result)[("flow_bars_1h", "bars_valid")]
     assert "flow_entropy" in evaluation.metadata["exchange_failure_cases"].value
     assert local_store.open().list_keys("flow/") == []
 
@@ -290,12 +319,7 @@ def test_bars_that_do_not_reconcile_with_the_source_are_not_published(
     checks = _check_results(result)
     assert checks[("flow_bars_1m", "nothing_lost")] is False
     assert checks[("flow_bars_1m", "bars_valid")] is True
-    evaluation = next(
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == "nothing_lost"
-    )
+    evaluation = _check_evaluations(result)[("flow_bars_1m", "nothing_lost")]
     assert evaluation.metadata["unreconciled_timestamps"].value == ["exchange"]
     assert evaluation.metadata["exchange"].value["trades_in_source"] == 601
     assert local_store.open().list_keys("flow/") == []
