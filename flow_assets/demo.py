@@ -34,6 +34,7 @@ from flow_assets.sources.mirror import (
     write_okx,
     write_tardis,
 )
+from flow_assets.sources.report import month_bounds
 from flow_assets.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,15 +49,10 @@ ARCHIVE_INSTRUMENTS = (
 TARDIS_INSTRUMENT = ("binance-futures", "perpetual-SOL-USDT:USDT")
 
 
-def _month_span(month: date) -> tuple[datetime, datetime]:
-    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    return start, datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
-
-
 def _trades(months: tuple[date, ...], per_month: int, seed: int) -> pl.DataFrame:
     frames = []
     for number, month in enumerate(months):
-        start, stop = _month_span(month)
+        start, stop = month_bounds(month)
         frames.append(
             sample_trades(
                 start, stop, per_month, seed=seed + number, first_id=1 + number * per_month

@@ -437,7 +437,6 @@ def flow_bars(
     horizon: int = 5,
 ) -> pl.DataFrame:
     """Flow bars of one ``interval`` on the dense grid ``[start, end)``: ``time`` + 36 fields."""
-    interval_micros(interval)
     return flow_bars_all(
         trades,
         start,

@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -22,6 +22,7 @@ from flow_assets.metrics.summary import daily_flow_summary
 from flow_assets.orchestration.partitions import FlowPartitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.quality import reconcile, source_totals, upstream_defects
+from flow_assets.sources.report import month_bounds
 from flow_assets.store import ObjectStore, flow_key, summary_key, trades_key
 from flow_assets.validation import validate_bars, validate_trades
 
@@ -51,12 +52,6 @@ class FlowSettings:
         """Previous months of trades needed so the longest interval (1d) is continuous."""
         reach = (self.window + self.horizon) * timedelta(microseconds=INTERVAL_MICROS["1d"])
         return math.ceil(reach / timedelta(days=28))
-
-
-def _month_bounds(month: date) -> tuple[datetime, datetime]:
-    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def _previous_month(month: date) -> date:
@@ -271,7 +266,7 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
             raise dg.Failure(missing)
         current_metadata = objects.read_parquet_metadata(current_key)
         report = json.loads(current_metadata[REPORT_METADATA])
-        start, end = _month_bounds(month)
+        start, end = month_bounds(month)
         if not report["complete"] and report["end"]:
             end = min(end, datetime.fromisoformat(report["end"]))
         if end <= start:
@@ -304,7 +299,7 @@ def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any
         }
         scans = [objects.scan_parquet(key) for _, key in months]
         for (m, _), scan in zip(months, scans, strict=True):
-            first, last = _month_bounds(m)
+            first, last = month_bounds(m)
             for chunk in _chunks(scan, first, min(last, end)):
                 trades = chunk.collect()  # read once, binned by every timestamp source
                 for engine in engines.values():

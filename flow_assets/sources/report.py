@@ -176,6 +176,11 @@ def utc_midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the UTC calendar month that begins on ``month``."""
+    return utc_midnight(month), utc_midnight(next_month(month))
+
+
 def days_between(start: date, stop: date) -> list[date]:
     """Every day of ``[start, stop)``."""
     return [start + timedelta(days=n) for n in range((stop - start).days)]

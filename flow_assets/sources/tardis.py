@@ -15,7 +15,7 @@ import hashlib
 import shutil
 import tempfile
 import zlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -25,7 +25,13 @@ from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources import http
 from flow_assets.sources.binance import check_rows, read_raw_csv, to_micros
 from flow_assets.sources.errors import CorruptArchiveError, MalformedCsvError
-from flow_assets.sources.report import FetchReport, FetchResult, FileRecord, clean_trades
+from flow_assets.sources.report import (
+    FetchReport,
+    FetchResult,
+    FileRecord,
+    clean_trades,
+    month_bounds,
+)
 
 COLUMNS = ("exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount")
 
@@ -141,8 +147,7 @@ def read_tardis_month(
     Rows outside the month are dropped and counted as ``outside_period``; the month is complete.
     """
     result = read_tardis_csv(location, exchange=exchange, symbol=symbol, session=session)
-    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+    start, end = month_bounds(month)
     inside = result.trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
     report = result.report
     report.month = start.date()
