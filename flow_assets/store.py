@@ -4,14 +4,17 @@ An *object* is one immutable-looking file under a *key* (a ``/``-separated relat
 Keys are built only by :func:`flow_key` and :func:`trades_key`, which validate every part, and
 every store method checks the key again, so no input can address anything outside the store.
 
-Layout:
+Layout (the instrument-months are published as units, see :mod:`flow_assets.publish`):
 
-* ``flow/{timestamp}/{exchange}/{interval}/{symbol}/{YYYY-MM}.parquet``: one calendar month
-  (UTC) of flow bars for one instrument, timestamp source and interval.
-* ``trades/{exchange}/{symbol}/{YYYY-MM}.parquet``: one month of normalized trades.
+* ``{kind}/{exchange}/{symbol}/{YYYY-MM}/manifest.json``: the published version of one
+  instrument-month of ``trades`` (normalized trades) or ``flow`` (bars of every interval and
+  timestamp source, and the rolling state the next month starts from);
+* ``{kind}/{exchange}/{symbol}/{YYYY-MM}/{version}/...parquet``: the immutable files of a version;
 * ``summary/{name}/{YYYY-MM}.parquet``: one month of a downstream summary.
 
-Writes are all-or-nothing: a reader sees the old object or the new one, never a partial one.
+Writes of single objects are all-or-nothing: a reader sees the old object or the new one, never
+a partial one (a temp file and a rename locally; one ``PutObject`` or a completed multipart upload
+on S3, which S3 makes visible whole).
 """
 
 from __future__ import annotations
@@ -19,29 +22,32 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flow_assets.metrics.intervals import ALL_INTERVALS
 from flow_assets.metrics.schema import TIMESTAMP_COLUMNS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 STORAGE_URL_ENV = "FLOW_ASSETS_STORAGE_URL"
 DEFAULT_LOCAL_ROOT = Path(__file__).resolve().parent.parent / "data" / "store"
 
 TIMESTAMPS: tuple[str, ...] = tuple(TIMESTAMP_COLUMNS)  # ("exchange", "true")
+UNIT_KINDS = ("trades", "flow")
 MAX_NAME_LENGTH = 64
 # An exchange or symbol name: starts with a letter or digit, then letters, digits, - : . _
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:._]{0," + str(MAX_NAME_LENGTH - 1) + "}")
@@ -49,6 +55,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:._]{0," + str(MAX_NAME_LENGTH - 
 _COMPONENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:._]{0,127}")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _ARROW_SCHEMA_KEY = "ARROW:schema"
+MULTIPART_BYTES = 64 << 20  # S3 uploads above this go in 64 MiB parts (one PUT caps at 5 GB)
 
 
 class StoreError(Exception):
@@ -94,25 +101,13 @@ def _check_month(month: object) -> str:
     return f"{month.year:04d}-{month.month:02d}"
 
 
-def flow_key(timestamp: str, exchange: str, interval: str, symbol: str, month: date) -> str:
-    """Key of one month of flow bars for one instrument, timestamp source and interval.
-
-    ``flow/{timestamp}/{exchange}/{interval}/{symbol}/{YYYY-MM}.parquet``
-    """
-    if timestamp not in TIMESTAMPS:
-        raise ValueError(f"unknown timestamp {timestamp!r}; supported: {', '.join(TIMESTAMPS)}")
-    if interval not in ALL_INTERVALS:
-        raise ValueError(f"unknown interval {interval!r}; supported: {', '.join(ALL_INTERVALS)}")
+def unit_prefix(kind: str, exchange: str, symbol: str, month: date) -> str:
+    """Folder of one published instrument-month: ``{kind}/{exchange}/{symbol}/{YYYY-MM}``."""
+    if kind not in UNIT_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; supported: {', '.join(UNIT_KINDS)}")
     ex = _check_name("exchange", exchange)
     sym = _check_name("symbol", symbol)
-    return f"flow/{timestamp}/{ex}/{interval}/{sym}/{_check_month(month)}.parquet"
-
-
-def trades_key(exchange: str, symbol: str, month: date) -> str:
-    """Key of one month of normalized trades: ``trades/{exchange}/{symbol}/{YYYY-MM}.parquet``."""
-    ex = _check_name("exchange", exchange)
-    sym = _check_name("symbol", symbol)
-    return f"trades/{ex}/{sym}/{_check_month(month)}.parquet"
+    return f"{kind}/{ex}/{sym}/{_check_month(month)}"
 
 
 def summary_key(name: str, month: date) -> str:
@@ -145,21 +140,36 @@ def _check_prefix(prefix: str) -> str:
 # --------------------------------------------------------------------------- parquet
 
 
-def parquet_bytes(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> bytes:
-    """Serialise ``frame`` to Parquet in memory (zstd, column statistics, footer metadata)."""
-    table = frame.to_arrow()
-    if metadata:
-        for k, v in metadata.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise ValueError(f"Parquet metadata must be str -> str, got {k!r}: {v!r}")
-            if k == _ARROW_SCHEMA_KEY:
-                raise ValueError(f"metadata key {k!r} is reserved")
-        merged: dict[Any, Any] = dict(table.schema.metadata or {})
-        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", write_statistics=True)
-    return sink.getvalue()
+def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table:
+    if not metadata:
+        return table
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError(f"Parquet metadata must be str -> str, got {k!r}: {v!r}")
+        if k == _ARROW_SCHEMA_KEY:
+            raise ValueError(f"metadata key {k!r} is reserved")
+    merged: dict[Any, Any] = dict(table.schema.metadata or {})
+    merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+    return table.replace_schema_metadata(merged)
+
+
+def write_parquet_file(
+    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``frame`` to ``path`` as Parquet (zstd, column statistics, footer metadata)."""
+    table = _with_metadata(frame.to_arrow(), metadata)
+    pq.write_table(table, path, compression="zstd", write_statistics=True)
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size in bytes and SHA-256 (hex) of a local file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- stores
@@ -194,40 +204,46 @@ class ObjectStore(ABC):
     def uri(self, key: str) -> str:
         """Full location of ``key``: a local path or an ``s3://`` URI."""
 
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key`` atomically (streamed, never read whole)."""
+
+    @abstractmethod
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file holding the object under ``key``, for the duration of the block."""
+
+    def presigned_url(self, key: str, expires_in: int) -> str:
+        """A plain-GET URL of ``key`` valid for ``expires_in`` seconds (S3 only)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot presign URLs")
+
     def write_parquet(
         self, key: str, frame: pl.DataFrame, metadata: dict[str, str] | None = None
     ) -> WrittenObject:
-        """Write ``frame`` as one Parquet object; serialised fully before anything is stored."""
+        """Write ``frame`` as one Parquet object (through a local temp file)."""
         check_key(key)
-        data = parquet_bytes(frame, metadata)
-        self.put_bytes(key, data)
-        return WrittenObject(
-            key=key, uri=self.uri(key), size=len(data), sha256=hashlib.sha256(data).hexdigest()
-        )
+        with tempfile.TemporaryDirectory(prefix="flow-assets-") as tmp:
+            path = Path(tmp) / "object.parquet"
+            write_parquet_file(frame, path, metadata)
+            return self.write_file(key, path)
+
+    def write_file(self, key: str, path: Path) -> WrittenObject:
+        """Store the file at ``path`` under ``key`` and describe what was stored."""
+        size, sha256 = file_digest(path)
+        self.put_file(key, path)
+        return WrittenObject(key=key, uri=self.uri(key), size=size, sha256=sha256)
 
     def read_parquet(self, key: str) -> pl.DataFrame:
         """The Parquet object under ``key`` as a polars frame."""
         return pl.read_parquet(io.BytesIO(self.get_bytes(key)))
 
-    def scan_parquet(self, key: str) -> pl.LazyFrame:
-        """A lazy scan of the Parquet object under ``key`` (read piece by piece, not whole)."""
-        if not self.exists(key):
-            raise MissingObjectError(key, self.url)
-        return pl.scan_parquet(self.uri(key), storage_options=self._polars_options())
+    def put_json(self, key: str, value: Any) -> None:
+        """Store ``value`` as a JSON document (one atomic write)."""
+        self.put_bytes(key, json.dumps(value, indent=1, sort_keys=True).encode())
 
-    def _polars_options(self) -> dict[str, str] | None:
-        """Options for polars' own object-store reader (None for local files)."""
-        return None
-
-    def read_parquet_metadata(self, key: str) -> dict[str, str]:
-        """The key/value metadata stored in the footer of the Parquet object under ``key``.
-
-        Only the footer is read (ranged reads on S3), not the whole object.
-        """
-        if not self.exists(key):
-            raise MissingObjectError(key, self.url)
-        found = pl.read_parquet_metadata(self.uri(key), storage_options=self._polars_options())
-        return {k: v for k, v in found.items() if k != _ARROW_SCHEMA_KEY}
+    def get_json(self, key: str) -> Any:
+        """The JSON document under ``key``; :class:`MissingObjectError` if there is none."""
+        return json.loads(self.get_bytes(key))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -247,14 +263,15 @@ class LocalStore(ObjectStore):
             raise ValueError(f"key {key!r} resolves outside the store root {self.root}")
         return path
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def _replace_atomically(self, key: str, write: Callable[[BinaryIO], None]) -> None:
+        """Write a sibling temp file with ``write``, fsync it, then rename it over ``key``."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would hide it from other readers
-                fh.write(data)
+                write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -262,6 +279,23 @@ class LocalStore(ObjectStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._replace_atomically(key, lambda fh: fh.write(data))
+
+    def put_file(self, key: str, path: Path) -> None:
+        def copy(fh: BinaryIO) -> None:
+            with Path(path).open("rb") as source:
+                shutil.copyfileobj(source, fh, 1 << 20)
+
+        self._replace_atomically(key, copy)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise MissingObjectError(key, self.url)
+        yield path  # already local: no copy
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -299,9 +333,9 @@ class LocalStore(ObjectStore):
 class S3Store(ObjectStore):
     """Objects in an S3 bucket (AWS or any S3-compatible server) under an optional prefix.
 
-    Credentials, region and endpoint come from the standard AWS_* environment variables
-    (``AWS_ENDPOINT_URL`` for a non-AWS server). Each write is a single ``PutObject``, which S3
-    applies atomically.
+    ``client`` is a boto3 S3 client (in Dagster, from ``dagster-aws``'s ``S3Resource``); without
+    one, boto3's default chain applies (``AWS_*`` variables, profiles, ``AWS_ENDPOINT_URL``). Every
+    read and write goes through that one client.
     """
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
@@ -317,11 +351,8 @@ class S3Store(ObjectStore):
             import boto3  # noqa: PLC0415  (only S3 users pay for the import)
             from botocore.config import Config  # noqa: PLC0415
 
-            client = boto3.client(
-                "s3",
-                endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-            )
+            # boto3's own credential chain: profiles, SSO, AWS_ENDPOINT_URL, region.
+            client = boto3.client("s3", config=Config(retries={"max_attempts": 5}))
         self.client = client
 
     def _full(self, key: str) -> str:
@@ -336,6 +367,36 @@ class S3Store(ObjectStore):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """One PUT for small files, a multipart upload (visible only once complete) above."""
+        from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
+
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES
+        )
+        self.client.upload_file(str(path), self.bucket, self._full(key), Config=config)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
+        with tempfile.TemporaryDirectory(prefix="flow-assets-s3-") as tmp:
+            path = Path(tmp) / key.rsplit("/", 1)[-1]
+            try:
+                self.client.download_file(self.bucket, self._full(key), str(path))
+            except ClientError as exc:
+                if self._is_missing(exc):
+                    raise MissingObjectError(key, self.url) from None
+                raise
+            yield path
+
+    def presigned_url(self, key: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._full(key)},
+            ExpiresIn=expires_in,
+        )
 
     def get_bytes(self, key: str) -> bytes:
         from botocore.exceptions import ClientError  # noqa: PLC0415
@@ -374,28 +435,12 @@ class S3Store(ObjectStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
 
-    def _polars_options(self) -> dict[str, str]:
-        """The AWS_* environment as polars/object_store options (endpoint, region, plain http)."""
-        options = {
-            "aws_region": os.environ.get("AWS_DEFAULT_REGION")
-            or os.environ.get("AWS_REGION")
-            or "us-east-1"
-        }
-        endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            options["aws_endpoint_url"] = endpoint
-            if endpoint.startswith("http://"):
-                options["aws_allow_http"] = "true"
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            if os.environ.get(name):
-                options[name.lower()] = os.environ[name]
-        return options
 
-
-def open_store(url: str | None = None) -> ObjectStore:
+def open_store(url: str | None = None, *, s3_client: Any = None) -> ObjectStore:
     """The store at ``url``: a folder path, a ``file://`` URL or ``s3://bucket/prefix``.
 
     ``None`` means the ``FLOW_ASSETS_STORAGE_URL`` environment variable, else ``<repo>/data/store``.
+    ``s3_client`` is the boto3 client an S3 store uses (default: boto3's own chain).
     """
     if url is None:
         url = os.environ.get(STORAGE_URL_ENV) or str(DEFAULT_LOCAL_ROOT)
@@ -404,7 +449,7 @@ def open_store(url: str | None = None) -> ObjectStore:
     url = url.strip()
     if url.startswith("s3://"):
         parsed = urlparse(url)
-        return S3Store(parsed.netloc, parsed.path)
+        return S3Store(parsed.netloc, parsed.path, client=s3_client)
     if url.startswith("file://"):
         parsed = urlparse(url)
         if parsed.netloc not in ("", "localhost"):
