@@ -159,6 +159,12 @@ class Staging:
         finally:
             path.unlink(missing_ok=True)
 
+    def discard(self) -> None:
+        """Remove what was staged (nothing was published)."""
+        for staged in self.files.values():
+            self.store.delete(staged.key)
+        self.files.clear()
+
     def commit(self, metadata: dict[str, Any]) -> Manifest:
         """Publish the staged files together, then remove versions no reader can still need."""
         previous = read_manifest(self.store, self.kind, self.exchange, self.symbol, self.month)

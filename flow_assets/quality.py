@@ -21,7 +21,10 @@ VOLUME_TOLERANCE = 1e-9
 def source_totals(
     trades: pl.LazyFrame, start: datetime, end: datetime, timestamp: str = "exchange"
 ) -> dict[str, float | int]:
-    """Trade count and taker buy/sell base volume of the trades whose time is in [start, end)."""
+    """Trade count and taker buy/sell base volume of the trades whose time is in [start, end).
+
+    Aggregated by the streaming engine: a month's file is never collected whole.
+    """
     column = pl.col(TIMESTAMP_COLUMNS[timestamp])
     buy = pl.col("is_taker_buy")
     row = (
@@ -31,7 +34,7 @@ def source_totals(
             pl.col("base_qty").filter(buy).sum().alias("taker_buy_volume"),
             pl.col("base_qty").filter(~buy).sum().alias("taker_sell_volume"),
         )
-        .collect()
+        .collect(engine="streaming")
         .row(0, named=True)
     )
     return {k: (int(v) if k == "trades" else float(v or 0.0)) for k, v in row.items()}
@@ -51,7 +54,9 @@ def reconcile(bars: pl.DataFrame, totals: dict[str, float | int]) -> tuple[bool,
     return passed, findings
 
 
-def upstream_defects(trades: pl.DataFrame, report: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def upstream_defects(
+    trades: pl.DataFrame | pl.LazyFrame, report: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """Severity (``ok``, ``warn`` or ``error``) and findings for a month of source trades.
 
     ``error``: a UTC day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side (the
@@ -59,20 +64,28 @@ def upstream_defects(trades: pl.DataFrame, report: dict[str, Any]) -> tuple[str,
     source repaired (duplicates, zero quantities, unordered rows), or trades that arrived before
     their exchange time (a collector clock behind the exchange's: near a month edge such a trade
     sits in the next month's file while its arrival time belongs to this month).
+
+    A LazyFrame (e.g. a scan of a month's file) is aggregated by the streaming engine, a day's
+    counts at a time, never collected whole.
     """
     per_day = (
-        trades.group_by(pl.col("exchange_ts").dt.date().alias("day"))
-        .agg(pl.len().alias("trades"), pl.col("is_taker_buy").sum().alias("buys"))
-        .filter(
-            (pl.col("trades") >= ONE_SIDED_MIN_TRADES)
-            & ((pl.col("buys") == 0) | (pl.col("buys") == pl.col("trades")))
+        trades.lazy()
+        .group_by(pl.col("exchange_ts").dt.date().alias("day"))
+        .agg(
+            pl.len().alias("trades"),
+            pl.col("is_taker_buy").sum().alias("buys"),
+            (pl.col("arrival_ts") < pl.col("exchange_ts")).sum().alias("early"),
         )
-        .sort("day")
+        .collect(engine="streaming")
     )
-    one_sided = [d.isoformat() for d in per_day["day"].to_list()]
+    one_sided_days = per_day.filter(
+        (pl.col("trades") >= ONE_SIDED_MIN_TRADES)
+        & ((pl.col("buys") == 0) | (pl.col("buys") == pl.col("trades")))
+    ).sort("day")
+    one_sided = [d.isoformat() for d in one_sided_days["day"].to_list()]
     missing = list(report.get("days_missing", []))
     repaired = list(report.get("defects", []))
-    early = trades.select((pl.col("arrival_ts") < pl.col("exchange_ts")).sum()).item() or 0
+    early = int(per_day["early"].sum() or 0)
     findings = {
         "one_sided_days": one_sided,
         "days_missing": missing,

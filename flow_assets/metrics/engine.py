@@ -12,6 +12,12 @@ How the work is split:
 4. ``finish`` lays each interval on its dense grid, carries the close forward, computes
    the rolling fields on bars and the 36 fields, and returns ``[start, end)``.
 
+**Carried state.** What the rolling fields of the next period need is, per interval, the last
+``window + horizon + 1`` bars with trades before ``end`` (their sums and close): exactly the
+history step 3 keeps. :meth:`FlowBarsEngine.carry` returns it, and an engine for the following
+period seeded with it (:meth:`FlowBarsEngine.seed`) gives the same bars as one fed the whole
+past's trades, bit for bit. :func:`state_to_frame` / :func:`state_from_frame` store it.
+
 Partials of one bar that arrive in different chunks are merged (sums add, the close with the
 greatest ``(time, trade_id)`` wins), so chunked and unchunked input give the same bars.
 """
@@ -19,7 +25,7 @@ greatest ``(time, trade_id)`` wins), so chunked and unchunked input give the sam
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -356,13 +362,49 @@ class FlowBarsEngine:
                 )
                 self._history[interval] = _merge_partials(kept).tail(self._history_bars + 1)
 
+    def seed(self, state: dict[str, pl.DataFrame]) -> None:
+        """Take the carried state of the period before ``start`` (see :meth:`carry`)."""
+        for interval in self.intervals:
+            partials = state.get(interval)
+            if partials is None:
+                raise ValueError(f"the carried state has no {interval} bars")
+            before = partials.filter(pl.col("bin") < self.start_us)
+            if before.height != partials.height:
+                raise ValueError(
+                    f"the carried {interval} state reaches past start ({self.start_us})"
+                )
+            kept = [self._history[interval], before] if interval in self._history else [before]
+            self._history[interval] = _merge_partials(kept).tail(self._history_bars + 1)
+
+    def carry(self) -> dict[str, pl.DataFrame]:
+        """Per interval, the last ``window + horizon + 1`` bars with trades before ``end``.
+
+        Call before :meth:`finish`. Each chunk's partials are sorted by bar, so the last bars
+        overall are among the last ``window + horizon + 1`` of every chunk.
+        """
+        keep = self._history_bars + 1
+        carried = {}
+        for interval in self.intervals:
+            parts = [p.tail(keep) for p in self._current[interval]]
+            if interval in self._history:
+                parts.insert(0, self._history[interval])
+            carried[interval] = _merge_partials(parts).tail(keep)
+        return carried
+
+    def iter_bars(self) -> Iterator[tuple[str, pl.DataFrame]]:
+        """``(interval, bars over [start, end))`` one interval at a time, finest first.
+
+        Each interval's partials are freed once its bars are made, so only one interval's bars
+        need to be held at a time.
+        """
+        for interval in self.intervals:
+            bars = self._interval_bars(interval)
+            self._current[interval] = []
+            yield interval, bars
+
     def finish(self) -> dict[str, pl.DataFrame]:
         """The bars of every interval over ``[start, end)``, keyed by interval name."""
-        bars = {}
-        for interval in self.intervals:
-            bars[interval] = self._interval_bars(interval)
-            self._current[interval] = []  # free the partials as soon as they are used
-        return bars
+        return dict(self.iter_bars())
 
     def _interval_bars(self, interval: str) -> pl.DataFrame:
         width = interval_micros(interval)
@@ -395,6 +437,26 @@ class FlowBarsEngine:
             .cast(BAR_SCHEMA)
             .collect()
         )
+
+
+def state_to_frame(state: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """A carried state as one frame: ``interval`` then the partial columns, bars in order."""
+    return pl.concat(
+        [p.select(pl.lit(i).alias("interval"), *_PARTIAL_SCHEMA) for i, p in state.items()]
+        or [pl.DataFrame(schema={"interval": pl.String, **_PARTIAL_SCHEMA})],
+        how="vertical",
+    )
+
+
+def state_from_frame(frame: pl.DataFrame, intervals: Iterable[str]) -> dict[str, pl.DataFrame]:
+    """The carried state stored by :func:`state_to_frame` for ``intervals`` (none: no bars)."""
+    expected = {"interval": pl.String(), **_PARTIAL_SCHEMA}
+    if dict(frame.schema) != expected:
+        raise ValueError(f"not a carried state: columns {dict(frame.schema)}")
+    return {
+        interval: frame.filter(pl.col("interval") == interval).drop("interval").sort("bin")
+        for interval in intervals
+    }
 
 
 def _chunks(trades: Trades | Iterable[Trades]) -> Iterable[Trades]:
