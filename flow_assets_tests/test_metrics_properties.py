@@ -228,3 +228,64 @@ def test_dense_history_is_trimmed_to_exactly_what_the_rolling_fields_reach() -> 
         if interval == "1s":
             assert expected["flow_toxicity_score"].head(3).null_count() == 0
         assert_frame_equal(split[interval], expected, check_exact=True)
+
+
+@settings(PROPERTY_SETTINGS, max_examples=8)
+@given(
+    trades=trade_sets(utc(2024, 3, 1), timedelta(days=5), max_trades=250),
+    lengths=st.lists(st.integers(1, 2), min_size=4, max_size=4),
+)
+def test_periods_computed_one_by_one_from_carried_state_equal_one_long_run(trades, lengths) -> None:
+    """Four consecutive periods, each seeded only with the state its predecessor carried.
+
+    Every interval, 1s to 1d: with W = 8 and k = 3 the 1d rolling fields reach 11 days back,
+    across every earlier period, so the carried state alone must hold what they need.
+    """
+    bounds = [utc(2024, 3, 1)]
+    for days in lengths:
+        bounds.append(bounds[-1] + timedelta(days=days))
+    one_run = flow_bars_all(trades, bounds[0], bounds[-1], window=8, horizon=3)
+    state = None
+    for start, end in itertools.pairwise(bounds):
+        engine = FlowBarsEngine(start, end, window=8, horizon=3)
+        if state is not None:
+            engine.seed(state)
+        engine.add(trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left")))
+        state = engine.carry()
+        period = engine.finish()
+        naive = (start.replace(tzinfo=None), end.replace(tzinfo=None))
+        for interval in ALL_INTERVALS:
+            expected = one_run[interval].filter(pl.col("time").is_between(*naive, closed="left"))
+            assert_frame_equal(period[interval], expected, check_exact=True)
+
+
+def test_calendar_months_from_carried_state_equal_one_long_run_at_the_default_settings() -> None:
+    """Five calendar months at W = 60, k = 5: the 1d toxicity of May reaches back into February."""
+    starts = [utc(2024, m, 1) for m in range(1, 7)]
+    rows = [
+        (
+            starts[0] + timedelta(hours=7 * i, seconds=i % 13),
+            i,
+            100 + (i * 37 % 29) / 4,
+            1 + i % 5,
+            i % 3 != 0,
+        )
+        for i in range(int((starts[-1] - starts[0]) / timedelta(hours=7)))
+    ]
+    trades = trades_frame(rows)
+    intervals = ("1h", "4h", "1d")
+    one_run = flow_bars_all(trades, starts[0], starts[-1], intervals=intervals)
+    state = None
+    for start, end in itertools.pairwise(starts):
+        engine = FlowBarsEngine(start, end, intervals=intervals)
+        if state is not None:
+            engine.seed(state)
+        engine.add(trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left")))
+        state = engine.carry()
+        month = engine.finish()
+        naive = (start.replace(tzinfo=None), end.replace(tzinfo=None))
+        for interval in intervals:
+            expected = one_run[interval].filter(pl.col("time").is_between(*naive, closed="left"))
+            assert_frame_equal(month[interval], expected, check_exact=True)
+    may_1d = month["1d"]["flow_toxicity_score"]
+    assert may_1d.drop_nulls().len() == 31  # every day of May has its 65-day reach filled
