@@ -204,6 +204,7 @@ def _carried_state(
     symbol: str,
     month: date,
     settings: FlowSettings,
+    intervals: tuple[str, ...],
 ) -> tuple[CarriedState | None, str]:
     """The state the previous month published, or None and why the month warms up."""
     before = previous_month(month)
@@ -217,11 +218,11 @@ def _carried_state(
     used = {k: meta.get(k) for k in wanted}
     if used != wanted:
         return None, f"warm-up: the state of {before:%Y-%m} was made with {used}, not {wanted}"
+    if not set(intervals) <= set(meta["intervals"]):
+        return None, f"warm-up: the state of {before:%Y-%m} lacks some of {list(intervals)}"
     frame = store.read_parquet(manifest.key_of(STATE_FILE))
     engines = {
-        ts: state_from_frame(
-            frame.filter(pl.col("timestamp") == ts).drop("timestamp"), ALL_INTERVALS
-        )
+        ts: state_from_frame(frame.filter(pl.col("timestamp") == ts).drop("timestamp"), intervals)
         for ts in meta["timestamps"]
     }
     spill = (
@@ -275,7 +276,12 @@ def _bars_of_source(
     """Bin one timestamp source, stage its bars interval by interval; return its carry."""
     start, end = span
     engine = FlowBarsEngine(
-        start, end, timestamp=timestamp, window=settings.window, horizon=settings.horizon
+        start,
+        end,
+        intervals=tuple(results),
+        timestamp=timestamp,
+        window=settings.window,
+        horizon=settings.horizon,
     )
     spill_in = pl.DataFrame(schema=TRADE_SCHEMA)
     if carried is not None and timestamp in carried.engines:
@@ -292,7 +298,7 @@ def _bars_of_source(
         spill_out = sources.filter(pl.col(TIMESTAMP_COLUMNS["true"]) >= end).collect()
     state = engine.carry()
     for interval, bars in engine.iter_bars():
-        result = results.setdefault(interval, IntervalResult(interval))
+        result = results[interval]
         _check_interval(result, timestamp, bars, totals)
         if result.passed:
             staged = staging.write_parquet(flow_file(timestamp, interval), bars, workdir)
@@ -311,9 +317,11 @@ def publish_flow(
     timestamps: tuple[str, ...],
     settings: FlowSettings | None = None,
     *,
+    intervals: tuple[str, ...] = ALL_INTERVALS,
     log: Log = _quiet,
 ) -> FlowOutcome:
-    """Compute, check and publish the bars of every interval and timestamp source of a month.
+    """Compute, check and publish the bars of ``intervals`` (default: all) and every timestamp
+    source of a month, with the state the next month starts from.
 
     Raises :class:`MonthNotReadyError` when the month's trades are not published.
     """
@@ -329,11 +337,11 @@ def publish_flow(
         end = min(end, datetime.fromisoformat(trades.metadata["covered_until"]))
     if end <= start:
         raise MonthNotReadyError(f"{exchange}:{symbol} {month:%Y-%m}: no complete day of trades")
-    carried, history = _carried_state(store, exchange, symbol, month, settings)
+    carried, history = _carried_state(store, exchange, symbol, month, settings, intervals)
     log(f"{exchange}:{symbol} {month:%Y-%m}: history {history}")
 
     staging = Staging(store, "flow", exchange, symbol, month)
-    results: dict[str, IntervalResult] = {}
+    results = {interval: IntervalResult(interval) for interval in intervals}
     states: dict[str, pl.DataFrame] = {}
     trades_in: dict[str, int] = {}
     spill = pl.DataFrame(schema=TRADE_SCHEMA)
@@ -376,7 +384,7 @@ def publish_flow(
                     "complete": complete,
                     "covered_until": end.isoformat(),
                     "timestamps": list(timestamps),
-                    "intervals": list(ALL_INTERVALS),
+                    "intervals": list(intervals),
                     "window": settings.window,
                     "horizon": settings.horizon,
                     "code": CODE_VERSION,
