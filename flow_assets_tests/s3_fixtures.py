@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import polars as pl
@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
+
+
+def moto_client(endpoint: str) -> Any:
+    """A boto3 S3 client for the moto server at ``endpoint``, configured without the environment."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +68,7 @@ def s3_env(monkeypatch: pytest.MonkeyPatch, s3_server: str) -> Iterator[str]:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "FLOW_ASSETS_STORAGE_URL"):
         monkeypatch.delenv(name, raising=False)
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
+    client = moto_client(s3_server)
     client.create_bucket(Bucket=bucket)
     yield f"s3://{bucket}/flow-assets"
     listing = client.list_objects_v2(Bucket=bucket)
