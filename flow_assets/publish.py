@@ -39,6 +39,10 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 
 
+class PublishConflictError(RuntimeError):
+    """Another attempt at the same unit published in the meantime; this one must not."""
+
+
 def flow_file(timestamp: str, interval: str) -> str:
     """Name of the bars of one timestamp source and interval inside a flow unit."""
     if timestamp not in TIMESTAMPS:
@@ -166,8 +170,23 @@ class Staging:
         self.files.clear()
 
     def commit(self, metadata: dict[str, Any]) -> Manifest:
-        """Publish the staged files together, then remove versions no reader can still need."""
+        """Publish the staged files together, then remove versions no reader can still need.
+
+        Refused (:class:`PublishConflictError`) when an attempt that started later has already
+        published, or when a staged file is gone (a later attempt's commit removed it): two
+        overlapping attempts never publish a manifest naming missing files or older data.
+        """
         previous = read_manifest(self.store, self.kind, self.exchange, self.symbol, self.month)
+        if previous is not None and previous.version > self.version:
+            raise PublishConflictError(
+                f"{self.prefix}: {previous.version}, staged after this attempt ({self.version}), "
+                "is already published"
+            )
+        lost = [f.key for f in self.files.values() if not self.store.exists(f.key)]
+        if lost:
+            raise PublishConflictError(
+                f"{self.prefix}: staged file(s) {lost} were removed by another attempt's commit"
+            )
         manifest = Manifest(
             kind=self.kind,
             exchange=self.exchange,

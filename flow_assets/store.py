@@ -323,8 +323,16 @@ class LocalStore(ObjectStore):
         return sorted(k for k in self._walk(start) if k.startswith(prefix))
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+            path.unlink()
+        for folder in path.parents:  # prune the folders left empty, up to the root
+            if folder == self.root:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone)
+                break
 
     def uri(self, key: str) -> str:
         return str(self._path(key))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import date
 from pathlib import Path
@@ -16,6 +15,7 @@ from flow_assets.publish import (
     FORMAT,
     MANIFEST,
     Manifest,
+    PublishConflictError,
     PublishedFile,
     Staging,
     flow_file,
@@ -220,21 +220,19 @@ def test_first_commit_collects_a_killed_first_attempt(store: ObjectStore, workdi
     assert_serves(store, manifest, data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Staging.commit publishes a manifest without checking its staged files still exist: "
-    "an attempt overlapping another one's commit of the same unit (e.g. a run presumed dead "
-    "and retried) has its files removed as 'killed' by that commit, then publishes a manifest "
-    "naming missing files",
-)
 def test_overlapping_attempt_never_publishes_missing_files(
     local: LocalStore, workdir: Path
 ) -> None:
     slow, _ = stage(local, workdir, seed=1.0)  # still running, not killed
     fast, _ = stage(local, workdir, seed=2.0)
     fast.commit({})  # removes the slow attempt's staged files as unreferenced
-    with contextlib.suppress(Exception):  # refusing to publish would be a correct outcome
+    with pytest.raises(PublishConflictError, match="already published"):
         slow.commit({})
+    older, _ = stage(local, workdir, seed=3.0)
+    newer, _ = stage(local, workdir, seed=4.0)
+    older.commit({})  # removes the newer attempt's files, still being staged
+    with pytest.raises(PublishConflictError, match="removed by another attempt"):
+        newer.commit({})
     manifest = read_manifest(local, *UNIT)
     assert manifest is not None
     assert all(local.exists(f.key) for f in manifest.files.values())
