@@ -1,0 +1,175 @@
+"""The ASGI application: :func:`create_app` wires settings, store, keys, limits and routes.
+
+The app reads the store that the pipeline fills (only what manifests publish) and knows nothing
+of Dagster. Run it with ``flow-assets serve`` (see :mod:`flow_assets.cli`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flow_assets.api import errors
+from flow_assets.api.auth import KeyCache
+from flow_assets.api.keys import KeyStore
+from flow_assets.api.ratelimit import RateLimiter
+from flow_assets.api.routes import API_PREFIX, router
+from flow_assets.api.settings import ApiSettings
+from flow_assets.api.signing import Signer
+from flow_assets.store import ObjectStore, open_store
+
+access_log = logging.getLogger("flow_assets.api.access")
+DESCRIPTION = """\
+Flow-metrics bars of crypto perpetuals, published as one Parquet file per instrument, month,
+interval and timestamp source. Compatible with the `aperiodic` Python client
+(`APERIODIC_API_URL=http://HOST:PORT/api/v1`). Send your key in `X-API-KEY`; the download URLs
+returned are plain GETs without the key, valid for 5 minutes. Errors are
+`{"error", "details", "code"}`.
+"""
+
+
+class TtlCache:
+    """Values computed on demand and reused for ``max_age`` seconds (symbols, catalog)."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._values: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, or ``compute()`` when there is none fresh enough."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is not None and now - hit[0] < self.max_age:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            self._values[key] = (now, value)
+        return value
+
+
+@dataclass
+class ApiState:
+    """What the routes share: settings, the store, the signer, the limiter and the caches."""
+
+    settings: ApiSettings
+    store: ObjectStore
+    keys: KeyCache
+    signer: Signer = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    cache: TtlCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signer = Signer(self.settings.secret)
+        self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.burst)
+        self.cache = TtlCache(self.settings.cache_seconds)
+
+
+def _logged_path(scope: Scope) -> str:
+    """The request target for the log: query kept, but a file link's token cut short."""
+    path: str = scope.get("path", "")
+    files = f"{API_PREFIX}/files/"
+    if path.startswith(files):
+        return f"{files}{path[len(files) : len(files) + 8]}..."
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
+class AccessLog:
+    """ASGI middleware: one line per request with client, target, status, key name, latency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            key_name = scope.get("state", {}).get("key_name", "-")
+            access_log.info(
+                "%s %s %r status=%d key=%s latency_ms=%.1f",
+                client[0],
+                scope["method"],
+                _logged_path(scope),
+                status,
+                key_name,
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document without FastAPI's 422 (parameter errors are 400 here)."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            for path in document.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return build
+
+
+def default_s3_client() -> Any:
+    """boto3's S3 client from its own chain (``AWS_ENDPOINT_URL``, profiles, region), signing
+    presigned URLs with SigV4 (``X-Amz-Expires``), which every region and S3-compatible server
+    accepts, rather than the legacy query signature boto3 may otherwise pick."""
+    import boto3  # noqa: PLC0415  (only S3 deployments need it)
+    from botocore.config import Config  # noqa: PLC0415
+
+    return boto3.client("s3", config=Config(signature_version="s3v4", retries={"max_attempts": 5}))
+
+
+def create_app(
+    settings: ApiSettings, *, store: ObjectStore | None = None, s3_client: Any = None
+) -> FastAPI:
+    """The API over ``store`` (default: ``settings.storage_url``; on S3 through ``s3_client``,
+    default :func:`default_s3_client`, which also reads a key file kept on S3)."""
+    app = FastAPI(
+        title="flow-assets API",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        redirect_slashes=False,  # a 307 to elsewhere is never an answer: 404 JSON instead
+    )
+    if s3_client is None and settings.storage_url.startswith("s3://"):
+        s3_client = default_s3_client()
+    store = store or open_store(settings.storage_url, s3_client=s3_client)
+    keys = KeyCache(KeyStore(settings.keys_location, s3_client=s3_client), settings.cache_seconds)
+    app.state.api = ApiState(settings, store, keys)
+    errors.install(app)
+    app.include_router(router)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(AccessLog)
+    return app
