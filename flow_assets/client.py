@@ -14,6 +14,7 @@ import io
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from flow_assets.metrics.intervals import ALL_INTERVALS
 from flow_assets.metrics.schema import BAR_SCHEMA
-from flow_assets.publish import flow_file, read_manifest
+from flow_assets.publish import Manifest, flow_file, read_manifest
 from flow_assets.store import TIMESTAMPS, MissingObjectError, ObjectStore, StoreError, open_store
 from flow_assets.symbology import SUPPORTED_EXCHANGES, SymbolError, parse_symbol
 
@@ -107,23 +108,21 @@ class MonthLookup:
 
 
 def published_keys(
-    store: ObjectStore,
-    exchange: str,
-    symbol: str,
+    read_month: Callable[[date], Manifest | None],
     timestamp: str,
     interval: str,
     months: list[date],
 ) -> MonthLookup:
     """The store key of the ``timestamp``/``interval`` bars of each published month.
 
-    A month counts only through its manifest: no manifest means nothing is published yet, and a
-    manifest without that file (e.g. ``true`` bars of an instrument without arrival times) means
-    that file is not part of the month.
+    ``read_month`` gives a month's manifest (None: nothing published). A month counts only
+    through its manifest, and a manifest without that file (e.g. ``true`` bars of an
+    instrument without arrival times) means that file is not part of the month.
     """
     found, missing = [], []
     name = flow_file(timestamp, interval)
     for month in months:
-        manifest = read_manifest(store, "flow", exchange, symbol, month)
+        manifest = read_month(month)
         if manifest is None:
             missing.append((month, "nothing published"))
             continue
@@ -233,7 +232,12 @@ def _frames_from_store(
     interval: str,
     months: list[date],
 ) -> list[pl.DataFrame]:
-    lookup = published_keys(store, exchange, symbol, timestamp, interval, months)
+    lookup = published_keys(
+        lambda month: read_manifest(store, "flow", exchange, symbol, month),
+        timestamp,
+        interval,
+        months,
+    )
     if lookup.missing:
         what = f"{exchange} {symbol} {timestamp}/{interval}"
         raise _not_materialized(store.url, what, lookup.missing)

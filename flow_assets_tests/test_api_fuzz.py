@@ -60,7 +60,10 @@ def _document() -> dict:
 # schemathesis.pytest.from_fixture does not work with pytest 9's nodes).
 schema = schemathesis.openapi.from_dict(_document())
 schema.config.generation.update(
-    modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
+    # Unknown query parameters are ignored, not refused (documented): a newer client sending
+    # one more optional parameter must keep working. So "extra parameter" is not invalid input.
+    allow_extra_parameters=False,
 )
 
 

@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from flow_assets import cli
+from flow_assets.api.catalog import Published, TtlCache
 from flow_assets.api.keys import KEY_PREFIX, KeyStore, KeyStoreError
 from flow_assets.api.ratelimit import RateLimiter
 from flow_assets.api.settings import ApiSettings, PreviewEntry, SettingsError, parse_preview
 from flow_assets.api.signing import LinkError, Signer
-from flow_assets_tests.s3_fixtures import s3_env, s3_server  # noqa: F401
+from flow_assets.publish import Staging, flow_file
+from flow_assets.store import open_store
+from flow_assets_tests.s3_fixtures import month_bars, s3_env, s3_server  # noqa: F401
 
 SECRET = b"s" * 32
 KEY = "flow/binance-futures/perpetual-BTC-USDT:USDT/2024-01/v1/exchange/1h.parquet"
@@ -296,3 +299,55 @@ def test_a_key_may_carry_its_own_limit() -> None:
     clock = Clock()
     limiter = RateLimiter(rate=10, burst=60, clock=clock)
     assert [limiter.acquire("slow", rate=0.5, burst=2) for _ in range(3)] == [0, 0, 2]
+
+
+# --------------------------------------------------------------------------- published view
+
+
+def test_ttl_cache_reuses_then_recomputes_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock(0.0)
+    monkeypatch.setattr("flow_assets.api.catalog.time.monotonic", clock)
+    cache = TtlCache(max_age=2.0, max_entries=3)
+    calls = []
+
+    def compute(value: int) -> int:
+        calls.append(value)
+        return value
+
+    assert cache.get("a", lambda: compute(1)) == 1
+    assert cache.get("a", lambda: compute(2)) == 1  # reused
+    clock.now = 2.0
+    assert cache.get("a", lambda: compute(3)) == 3  # expired: computed again
+    for key in "bcdefg":
+        cache.get(key, lambda: compute(0))
+    assert len(cache._values) <= 3
+
+
+def test_a_republished_month_shows_after_the_cache_age_and_old_links_still_work(
+    tmp_path: Path,
+) -> None:
+    store = open_store(str(tmp_path))
+    name = flow_file("exchange", "1d")
+    month = date(2024, 1, 1)
+
+    def publish(seed: float) -> None:
+        staging = Staging(store, "flow", "binance-futures", "perpetual-BTC-USDT:USDT", month)
+        staging.write_parquet(name, month_bars(month, "1d", seed=seed), tmp_path)
+        staging.commit({"complete": True, "covered_until": "2024-02-01T00:00:00+00:00"})
+
+    def files(view: Published) -> list[str]:
+        found = view.files(
+            "binance-futures", "perpetual-BTC-USDT:USDT", "exchange", "1d", month, month
+        )
+        return [f.key for f in found]
+
+    publish(0.0)
+    cached, fresh = Published(store, max_age=60), Published(store, max_age=0)
+    (first,) = files(cached)
+    publish(1.0)
+    (second,) = files(fresh)
+    assert second != first
+    assert files(cached) == [first]  # within the cache age: the version just replaced ...
+    assert store.exists(first)  # ... which publish keeps for readers like this one

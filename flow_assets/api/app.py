@@ -7,9 +7,8 @@ of Dagster. Run it with ``flow-assets serve`` (see :mod:`flow_assets.cli`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flow_assets.api import errors
 from flow_assets.api.auth import KeyCache
+from flow_assets.api.catalog import Published
 from flow_assets.api.keys import KeyStore
 from flow_assets.api.ratelimit import RateLimiter
 from flow_assets.api.routes import API_PREFIX, router
@@ -32,46 +32,26 @@ Flow-metrics bars of crypto perpetuals, published as one Parquet file per instru
 interval and timestamp source. Compatible with the `aperiodic` Python client
 (`APERIODIC_API_URL=http://HOST:PORT/api/v1`). Send your key in `X-API-KEY`; the download URLs
 returned are plain GETs without the key, valid for 5 minutes. Errors are
-`{"error", "details", "code"}`.
+`{"error", "details", "code"}`. Unknown query parameters are ignored.
 """
-
-
-class TtlCache:
-    """Values computed on demand and reused for ``max_age`` seconds (symbols, catalog)."""
-
-    def __init__(self, max_age: float) -> None:
-        self.max_age = max_age
-        self._values: dict[Hashable, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """The cached value of ``key``, or ``compute()`` when there is none fresh enough."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._values.get(key)
-        if hit is not None and now - hit[0] < self.max_age:
-            return hit[1]
-        value = compute()
-        with self._lock:
-            self._values[key] = (now, value)
-        return value
 
 
 @dataclass
 class ApiState:
-    """What the routes share: settings, the store, the signer, the limiter and the caches."""
+    """What the routes share: settings, the store (and its published view), the key file, the
+    signer and the limiter."""
 
     settings: ApiSettings
     store: ObjectStore
     keys: KeyCache
+    published: Published = field(init=False)
     signer: Signer = field(init=False)
     limiter: RateLimiter = field(init=False)
-    cache: TtlCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.published = Published(self.store, self.settings.cache_seconds)
         self.signer = Signer(self.settings.secret)
         self.limiter = RateLimiter(self.settings.rate_per_second, self.settings.burst)
-        self.cache = TtlCache(self.settings.cache_seconds)
 
 
 def _logged_path(scope: Scope) -> str:

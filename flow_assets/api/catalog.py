@@ -6,7 +6,10 @@ and only the files the manifest names. No HTTP here and nothing of Dagster.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 from flow_assets.client import months_between, published_keys
 from flow_assets.metrics.intervals import ALL_INTERVALS, interval_micros
 from flow_assets.metrics.schema import BAR_SCHEMA, COUNT_FIELDS
-from flow_assets.publish import MANIFEST, Manifest, list_manifests
+from flow_assets.publish import MANIFEST, Manifest, list_manifests, read_manifest
 from flow_assets.store import TIMESTAMPS, ObjectStore
 
 FLOW_METRIC = {
@@ -37,20 +40,71 @@ class PublishedFile:
     key: str
 
 
-def files_for(
-    store: ObjectStore,
-    exchange: str,
-    symbol: str,
-    timestamp: str,
-    interval: str,
-    start: date,
-    end: date,
-) -> list[PublishedFile]:
-    """The published files of the months ``start`` .. ``end`` touch, in month order."""
-    lookup = published_keys(
-        store, exchange, symbol, timestamp, interval, months_between(start, end)
-    )
-    return [PublishedFile(month, key) for month, key in lookup.found]
+class TtlCache:
+    """Values computed on demand and reused for ``max_age`` seconds, at most ``max_entries``."""
+
+    def __init__(self, max_age: float, max_entries: int = 10_000) -> None:
+        self.max_age, self.max_entries = max_age, max_entries
+        self._values: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, or ``compute()`` when there is none fresh enough."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is not None and now - hit[0] < self.max_age:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._values) >= self.max_entries:
+                fresh = {k: v for k, v in self._values.items() if now - v[0] < self.max_age}
+                self._values = fresh if len(fresh) < self.max_entries else {}
+            self._values[key] = (now, value)
+        return value
+
+
+class Published:
+    """The store as the API serves it: manifests, symbol lists and the catalog, each reused for
+    ``max_age`` seconds (a republished month shows within that time; the version it replaced
+    stays in the store, so links handed out meanwhile keep working)."""
+
+    def __init__(self, store: ObjectStore, max_age: float) -> None:
+        self.store = store
+        self._cache = TtlCache(max_age)
+
+    def manifest(self, exchange: str, symbol: str, month: date) -> Manifest | None:
+        """The published version of one flow month, or None."""
+        return self._cache.get(
+            ("manifest", exchange, symbol, month),
+            lambda: read_manifest(self.store, "flow", exchange, symbol, month),
+        )
+
+    def files(
+        self,
+        exchange: str,
+        symbol: str,
+        timestamp: str,
+        interval: str,
+        start: date,
+        end: date,
+    ) -> list[PublishedFile]:
+        """The published files of the months ``start`` .. ``end`` touch, in month order."""
+        lookup = published_keys(
+            lambda month: self.manifest(exchange, symbol, month),
+            timestamp,
+            interval,
+            months_between(start, end),
+        )
+        return [PublishedFile(month, key) for month, key in lookup.found]
+
+    def symbols(self, exchange: str) -> list[str]:
+        """Symbols of ``exchange`` with at least one published month, sorted."""
+        return self._cache.get(("symbols", exchange), lambda: symbols_of(self.store, exchange))
+
+    def catalog(self) -> dict[str, Any]:
+        """The catalog document (see :func:`catalog`)."""
+        return self._cache.get(("catalog",), lambda: catalog(self.store))
 
 
 def symbols_of(store: ObjectStore, exchange: str) -> list[str]:

@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
 
-from flow_assets.api import catalog
 from flow_assets.api.auth import Caller, authenticate, require_full_key
 from flow_assets.api.errors import (
     AUTHENTICATED,
@@ -116,8 +115,7 @@ def _link(request: Request, key: str) -> str:
 
 def _answer(request: Request, query: FlowQuery) -> FilesResponse:
     state = request.app.state.api
-    found = catalog.files_for(
-        state.store,
+    found = state.published.files(
         query.exchange,
         query.symbol,
         query.timestamp,
@@ -204,10 +202,7 @@ def symbols(
     exchange: Annotated[Exchange, Query()],
 ) -> SymbolsResponse:
     """Atlas symbols with at least one published month on ``exchange``."""
-    state = request.app.state.api
-    found = state.cache.get(
-        ("symbols", exchange), lambda: catalog.symbols_of(state.store, exchange)
-    )
+    found = request.app.state.api.published.symbols(exchange)
     return SymbolsResponse(symbols=found, exchange=exchange, bucket="flow")
 
 
@@ -221,10 +216,7 @@ def metadata_catalog(
     request: Request, _caller: Annotated[Caller, Depends(authenticate)]
 ) -> CatalogResponse:
     """Every metric with its columns and, per instrument, intervals and first/last month."""
-    state = request.app.state.api
-    return CatalogResponse.model_validate(
-        state.cache.get(("catalog",), lambda: catalog.catalog(state.store))
-    )
+    return CatalogResponse.model_validate(request.app.state.api.published.catalog())
 
 
 @router.get(
