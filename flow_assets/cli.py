@@ -99,14 +99,15 @@ def api_howto(exchange: str, symbol: str, start: date, end: date, interval: str 
     read = (
         "import aperiodic, datetime as dt, os; print(aperiodic.get_metrics(os.environ['KEY'], "
         f"metric='flow', timestamp='exchange', interval='{interval}', exchange='{exchange}', "
-        f"symbol='{symbol}', start_date=dt.{start!r}, end_date=dt.{end!r}))"
+        f"symbol='{symbol}', start_date=dt.date.fromisoformat('{start}'), "
+        f"end_date=dt.date.fromisoformat('{end}')))"
     )
     return "\n".join(
         [
             "Read it through the HTTP API with the product's own client (aperiodic[polars]):",
             "  export FLOW_ASSETS_API_SECRET=$(head -c 32 /dev/urandom | base64)",
             "  export KEY=$(.venv/bin/flow-assets keys create --name demo-$RANDOM | tail -1)",
-            "  .venv/bin/flow-assets serve &   # docs: http://127.0.0.1:8000/api/v1/docs",
+            "  .venv/bin/flow-assets serve & sleep 3   # docs: http://127.0.0.1:8000/api/v1/docs",
             "  export APERIODIC_API_URL=http://127.0.0.1:8000/api/v1",
             f'  .venv/bin/python -c "{read}"',
         ]

@@ -351,3 +351,15 @@ def test_a_republished_month_shows_after_the_cache_age_and_old_links_still_work(
     assert second != first
     assert files(cached) == [first]  # within the cache age: the version just replaced ...
     assert store.exists(first)  # ... which publish keeps for readers like this one
+
+
+def test_the_demo_howto_is_runnable_text() -> None:
+    text = cli.api_howto(
+        "binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1), date(2024, 1, 3)
+    )
+    assert "flow-assets keys create" in text
+    assert "flow-assets serve" in text
+    assert "APERIODIC_API_URL=http://127.0.0.1:8000/api/v1" in text
+    snippet = text.splitlines()[-1].split('-c "', 1)[1].rstrip('"')
+    compile(snippet, "<howto>", "exec")
+    assert "start_date=dt.date.fromisoformat('2024-01-01')" in snippet
