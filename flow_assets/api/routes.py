@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
@@ -60,7 +60,7 @@ def _day(name: str, text: str) -> date:
         ) from None
 
 
-def _date_query(description: str) -> object:
+def _date_query(description: str) -> Any:
     return Query(
         pattern=DATE_PATTERN,
         max_length=10,
