@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources.errors import NotPublishedError
+from flow_assets.sources.idset import SeenIds
 
 
 @dataclass
@@ -110,6 +112,86 @@ def empty_trades() -> pl.DataFrame:
     return pl.DataFrame(schema=TRADE_SCHEMA)
 
 
+class RowPolicies:
+    """The row policies above applied batch by batch to trades arriving in source order.
+
+    ``apply`` returns the rows kept, still in source order, and counts in ``report`` what it
+    dropped; a trade id kept in an earlier batch (of any day or file) makes later rows with it
+    duplicates. ``finish`` records the reordered rows and the defects once every batch is in.
+    """
+
+    def __init__(
+        self, report: FetchReport, start: datetime | None = None, end: datetime | None = None
+    ) -> None:
+        self.report = report
+        self.start = start
+        self.end = end
+        self.seen = SeenIds()
+        self.descents = 0
+        self._last: tuple[int, int] | None = None  # (exchange_ts µs, trade_id) of the last kept
+
+    def apply(self, trades: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``trades`` (``TRADE_SCHEMA`` columns, source order) the policies keep."""
+        report = self.report
+        report.rows_read += trades.height
+        kept = trades.filter(pl.col("base_qty") > 0)
+        report.drop("zero_quantity", trades.height - kept.height)
+        if self.start is not None or self.end is not None:
+            inside = pl.lit(True)
+            if self.start is not None:
+                inside = inside & (pl.col("exchange_ts") >= self.start)
+            if self.end is not None:
+                inside = inside & (pl.col("exchange_ts") < self.end)
+            before = kept.height
+            kept = kept.filter(inside)
+            report.drop("outside_period", before - kept.height)
+        if kept["trade_id"].null_count():
+            raise ValueError("trades without a trade id cannot be deduplicated")
+        ids = kept["trade_id"].to_numpy()
+        if ids.size < 2 or (ids[1:] > ids[:-1]).all():  # ascending: each id once in the batch
+            keep = self.seen.add(ids)
+        else:
+            keep = kept.select(pl.col("trade_id").is_first_distinct()).to_series().to_numpy()
+            keep[keep] = self.seen.add(ids[keep])
+        if not keep.all():
+            before = kept.height
+            kept = kept.filter(pl.Series(keep))
+            report.drop("duplicate_id", before - kept.height)
+        self._count_descents(kept)
+        return kept
+
+    def _count_descents(self, kept: pl.DataFrame) -> None:
+        """Rows smaller than the row kept before them (also across batches)."""
+        if kept.is_empty():
+            return
+        ts = kept["exchange_ts"].to_physical().to_numpy()
+        ids = kept["trade_id"].to_numpy()
+        if self._last is not None:
+            ts = np.r_[self._last[0], ts]
+            ids = np.r_[self._last[1], ids]
+        lower = (ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] < ids[:-1]))
+        self.descents += int(lower.sum())
+        self._last = (int(ts[-1]), int(ids[-1]))
+
+    def finish(self) -> None:
+        """Count the reordered rows and describe the defects repaired (once, at the end)."""
+        report, descents = self.report, self.descents
+        report.rows_reordered += descents
+        if descents:
+            report.defects.append(f"{descents} rows out of (exchange_ts, trade_id) order; sorted")
+        if zero := report.rows_dropped.get("zero_quantity"):
+            report.defects.append(f"{zero} zero-quantity rows; dropped")
+        if duplicates := report.rows_dropped.get("duplicate_id"):
+            report.defects.append(f"{duplicates} duplicate trade ids; dropped")
+
+
+def sort_trades(trades: pl.DataFrame) -> pl.DataFrame:
+    """``trades`` sorted by ``(exchange_ts, trade_id)`` in ``TRADE_SCHEMA`` (its order, dtypes)."""
+    return trades.sort("exchange_ts", "trade_id").select(
+        [pl.col(name).cast(dtype) for name, dtype in TRADE_SCHEMA.items()]
+    )
+
+
 def clean_trades(
     trades: pl.DataFrame,
     report: FetchReport,
@@ -119,36 +201,11 @@ def clean_trades(
     """Apply the row policies above to trades in source order; fill the report's row fields.
 
     ``trades`` has the ``TRADE_SCHEMA`` columns; rows with a zero quantity may still be there.
+    The same :class:`RowPolicies` the streaming ingestion applies batch by batch, in one batch.
     """
-    report.rows_read += trades.height
-    kept = trades.filter(pl.col("base_qty") > 0)
-    report.drop("zero_quantity", trades.height - kept.height)
-    if start is not None or end is not None:
-        inside = pl.lit(True)
-        if start is not None:
-            inside = inside & (pl.col("exchange_ts") >= start)
-        if end is not None:
-            inside = inside & (pl.col("exchange_ts") < end)
-        before = kept.height
-        kept = kept.filter(inside)
-        report.drop("outside_period", before - kept.height)
-    before = kept.height
-    kept = kept.unique(subset="trade_id", keep="first", maintain_order=True)
-    report.drop("duplicate_id", before - kept.height)
-    ts, ids = pl.col("exchange_ts"), pl.col("trade_id")
-    descending = (ts < ts.shift(1)) | ((ts == ts.shift(1)) & (ids < ids.shift(1)))
-    descents = kept.select(descending.sum()).item()
-    report.rows_reordered += int(descents or 0)
-    if descents:
-        report.defects.append(f"{descents} rows out of (exchange_ts, trade_id) order; sorted")
-    if report.rows_dropped.get("zero_quantity"):
-        zero = report.rows_dropped["zero_quantity"]
-        report.defects.append(f"{zero} zero-quantity rows; dropped")
-    if report.rows_dropped.get("duplicate_id"):
-        report.defects.append(f"{report.rows_dropped['duplicate_id']} duplicate trade ids; dropped")
-    kept = kept.sort("exchange_ts", "trade_id").select(
-        [pl.col(name).cast(dtype) for name, dtype in TRADE_SCHEMA.items()]
-    )
+    policies = RowPolicies(report, start, end)
+    kept = sort_trades(policies.apply(trades))
+    policies.finish()
     if kept.height:
         report.first_trade = kept["exchange_ts"][0]
         report.last_trade = kept["exchange_ts"][-1]
