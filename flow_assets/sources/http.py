@@ -15,6 +15,7 @@ import shutil
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from flow_assets.sources.errors import (
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CHUNK = 1 << 20
+PROGRESS_BYTES = 64 << 20
+
+Progress = Callable[[str], None]
 
 
 class NotFoundError(SourceError):
@@ -147,11 +151,23 @@ class Download:
     size: int
 
 
-def download(session: requests.Session, url: str, dest: Path, *, fresh: bool = False) -> Download:
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):,.1f} MiB"
+
+
+def download(
+    session: requests.Session,
+    url: str,
+    dest: Path,
+    *,
+    fresh: bool = False,
+    progress: Progress | None = None,
+) -> Download:
     """Stream ``url`` to ``dest`` (via a ``.part`` file), hashing on the way.
 
     Retries bodies cut short; raises :class:`NotFoundError` on 404 and :class:`DownloadError`
-    when the server keeps failing. ``dest`` only ever holds a complete body.
+    when the server keeps failing. ``dest`` only ever holds a complete body. ``progress`` hears
+    the bytes received every ``PROGRESS_BYTES`` and the total at the end.
     """
     headers = {"Cache-Control": "no-cache"} if fresh else {}
     partial = dest.with_name(dest.name + ".part")
@@ -171,6 +187,11 @@ def download(session: requests.Session, url: str, dest: Path, *, fresh: bool = F
                         out.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
+                        if (
+                            progress
+                            and size // PROGRESS_BYTES > (size - len(chunk)) // PROGRESS_BYTES
+                        ):
+                            progress(f"{dest.name}: {_mib(size)} downloaded")
             if expected is not None and int(expected) != size:
                 raise _TruncatedError(f"truncated body: {size} of {expected} bytes from {url}")
         except (requests.RequestException, _TruncatedError) as exc:
@@ -178,6 +199,8 @@ def download(session: requests.Session, url: str, dest: Path, *, fresh: bool = F
             partial.unlink(missing_ok=True)
             continue
         os.replace(partial, dest)
+        if progress:
+            progress(f"{dest.name}: downloaded, {size:,} bytes ({_mib(size)})")
         return Download(url, dest, digest.hexdigest(), size)
     raise DownloadError(f"giving up on {url} after {attempts} attempts: {last_error}")
 
@@ -200,6 +223,7 @@ def download_verified(
     dest: Path,
     checksum_url: str,
     checksum_text: str | None = None,
+    progress: Progress | None = None,
 ) -> Download:
     """Download ``url`` and check it against ``checksum_url``; one fresh retry on a mismatch.
 
@@ -209,7 +233,7 @@ def download_verified(
         if checksum_text is None or fresh:
             checksum_text = get_text(session, checksum_url, fresh=fresh)
         expected = parse_checksum(checksum_text, dest.name, checksum_url)
-        got = download(session, url, dest, fresh=fresh)
+        got = download(session, url, dest, fresh=fresh, progress=progress)
         if got.sha256 == expected:
             return got
         dest.unlink(missing_ok=True)
