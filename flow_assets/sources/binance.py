@@ -17,6 +17,10 @@ Normalized: ``trade_id`` = agg_trade_id or id, ``base_qty`` = quantity, ``notion
 price * quantity, ``is_taker_buy`` = not is_buyer_maker, ``arrival_ts`` null. Row policies
 (zero quantity, duplicate ids, order) are those of :mod:`flow_assets.sources.report`.
 
+:func:`ingest_month` streams the files one after the other (downloaded with their checksum
+verified first, then read chunk by chunk) into one Parquet file (:mod:`flow_assets.sources.ingest`);
+:func:`fetch_month` reads that file back into memory.
+
 Known defect: in the ``trades`` dataset ``is_buyer_maker`` is true on every row since 2026-07-03.
 A day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side is refused with
 :class:`ArchiveDefectError`, never turned into bars; aggTrades keep the side.
@@ -33,21 +37,19 @@ from pathlib import Path
 import polars as pl
 import requests
 
-from flow_assets.metrics.schema import TRADE_SCHEMA, UTC_MICROS
+from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources import http
-from flow_assets.sources.errors import (
-    ArchiveDefectError,
-    MalformedCsvError,
-    MissingFileError,
-    NotPublishedError,
-)
+from flow_assets.sources.csvstream import CsvFormat, field, read_trades, text
+from flow_assets.sources.errors import ArchiveDefectError, MissingFileError, NotPublishedError
+from flow_assets.sources.http import Progress
+from flow_assets.sources.ingest import TradeSink, read_back
 from flow_assets.sources.report import (
     FetchReport,
     FetchResult,
     FileRecord,
     classify_absent,
-    clean_trades,
     days_between,
+    empty_trades,
     month_start,
     next_month,
     today_utc,
@@ -65,6 +67,9 @@ MICROS_THRESHOLD = 10**14  # 1e14 ms is the year 5138; 1e14 µs is 1973
 # Positions of (id, price, quantity, time, is_buyer_maker) in each dataset's rows.
 _FIELDS = {"aggTrades": (0, 1, 2, 5, 6), "trades": (0, 1, 2, 4, 5)}
 _WIDTHS = {"aggTrades": (7, 8), "trades": (6, 7)}
+# The dtype of every field (the last, spot's is_best_match, included) read first.
+_I, _F, _B = pl.Int64(), pl.Float64(), pl.Boolean()
+_DTYPES = {"aggTrades": (_I, _F, _F, _I, _I, _I, _B, _B), "trades": (_I, _F, _F, _F, _I, _B, _B)}
 
 
 def resolve_base_url(value: str | None = None) -> str:
@@ -85,77 +90,50 @@ def to_micros(column: pl.Expr) -> pl.Expr:
     )
 
 
-def _first_line(path: Path) -> str:
-    with path.open("rb") as handle:
-        return handle.readline().decode("utf-8", "replace").strip()
+def _taker_buy(raw: pl.DataFrame, index: int) -> pl.Expr:
+    """Not ``is_buyer_maker`` (``true``/``false`` in any case; else null)."""
+    if raw.schema[f"c{index}"] == pl.Boolean:
+        return pl.col(f"c{index}").not_()
+    maker = text(index).str.to_lowercase()
+    return pl.when(maker == "false").then(True).when(maker == "true").then(False).otherwise(None)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+class BinanceCsv(CsvFormat):
+    """The CSV of one Binance archive file (``aggTrades`` or ``trades``).
 
+    ``inverse_contract_value`` (USD per contract) reads COIN-M files, whose quantity is contracts:
+    ``notional = quantity * value``, ``base_qty = notional / price``.
+    """
 
-def _has_header(first_line: str) -> bool:
-    """A header row is a first line without a single numeric field."""
-    return bool(first_line) and not any(_is_number(f) for f in first_line.split(","))
+    def __init__(self, dataset: str = "aggTrades", inverse_contract_value: float | None = None):
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; supported: {', '.join(DATASETS)}")
+        self.widths = _WIDTHS[dataset]
+        self.fields = _FIELDS[dataset]
+        self.dtypes = _DTYPES[dataset]
+        self.inverse_contract_value = inverse_contract_value
 
+    def columns(self) -> dict[int, pl.DataType]:
+        return dict(enumerate(self.dtypes))
 
-def _locate_ragged(path: Path, skip: int, width: int) -> tuple[int | None, str]:
-    """The first line whose field count differs from ``width`` (a slow scan, only on errors)."""
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number <= skip or not line.strip():
-                continue
-            count = line.count(",") + 1
-            if count != width:
-                return number, f"{count} fields, expected {width}: {line.strip()[:80]!r}"
-    return None, "unreadable CSV"
-
-
-def read_raw_csv(
-    path: Path, widths: tuple[int, ...], name: str | None = None
-) -> tuple[pl.DataFrame, int]:
-    """All fields of a header-or-not CSV as strings, columns ``c0..cN``; and the header offset."""
-    name = name or path.name
-    first = _first_line(path)
-    skip = 1 if _has_header(first) else 0
-    with path.open("rb") as handle:
-        if skip:
-            handle.readline()
-        data_line = handle.readline().decode("utf-8", "replace").strip()
-    if not data_line:
-        return pl.DataFrame(schema={f"c{i}": pl.String for i in range(widths[0])}), skip
-    width = data_line.count(",") + 1
-    if width not in widths:
-        raise MalformedCsvError(name, skip + 1, f"{width} fields, expected one of {widths}")
-    try:
-        raw = pl.read_csv(
-            path,
-            has_header=False,
-            skip_rows=skip,
-            infer_schema=False,
-            new_columns=[f"c{i}" for i in range(width)],
+    def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
+        id_col, price_col, qty_col, time_col, maker_col = self.fields
+        quantity = field(raw, qty_col, pl.Float64())
+        price = field(raw, price_col, pl.Float64())
+        if self.inverse_contract_value is None:
+            base_qty, notional = quantity, price * quantity
+        else:
+            notional = quantity * self.inverse_contract_value
+            base_qty = notional / price
+        return raw.select(
+            to_micros(field(raw, time_col, pl.Int64())).alias("exchange_ts"),
+            pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),
+            field(raw, id_col, pl.Int64()).alias("trade_id"),
+            price.alias("price"),
+            base_qty.alias("base_qty"),
+            notional.alias("notional"),
+            _taker_buy(raw, maker_col).alias("is_taker_buy"),
         )
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
-        line, reason = _locate_ragged(path, skip, width)
-        raise MalformedCsvError(name, line, f"{reason} ({type(exc).__name__})") from exc
-    return raw, skip
-
-
-def check_rows(
-    typed: pl.DataFrame, raw: pl.DataFrame, skip: int, name: str, required: list[str]
-) -> None:
-    """Raise :class:`MalformedCsvError` at the first row with an unreadable or invalid field."""
-    bad = pl.any_horizontal([pl.col(c).is_null() for c in required])
-    bad = bad | (pl.col("price") <= 0) | (pl.col("base_qty") < 0)
-    rows = typed.with_row_index("_row").filter(bad)
-    if rows.height:
-        row = int(rows["_row"][0])
-        text = ",".join(str(v) for v in raw.row(row) if v is not None)
-        raise MalformedCsvError(name, row + 1 + skip, f"bad field in {text[:80]!r}")
 
 
 def read_binance_csv(
@@ -165,85 +143,75 @@ def read_binance_csv(
     name: str | None = None,
     inverse_contract_value: float | None = None,
 ) -> pl.DataFrame:
-    """One Binance archive CSV as trades in ``TRADE_SCHEMA``, in source order, unfiltered.
+    """One Binance archive CSV (plain or gzip) as trades in ``TRADE_SCHEMA``, in source order,
+    unfiltered (see :class:`BinanceCsv`)."""
+    fmt = BinanceCsv(dataset, inverse_contract_value)
+    frames = list(read_trades(path, fmt, name))
+    return pl.concat(frames) if frames else empty_trades()
 
-    ``inverse_contract_value`` (USD per contract) reads COIN-M files, whose quantity is contracts:
-    ``notional = quantity * value``, ``base_qty = notional / price``.
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; supported: {', '.join(DATASETS)}")
-    name = name or path.name
-    raw, skip = read_raw_csv(path, _WIDTHS[dataset], name)
-    id_col, price_col, qty_col, time_col, maker_col = (f"c{i}" for i in _FIELDS[dataset])
-    maker = pl.col(maker_col).str.strip_chars().str.to_lowercase()
-    quantity = pl.col(qty_col).str.strip_chars().cast(pl.Float64, strict=False)
-    price = pl.col(price_col).str.strip_chars().cast(pl.Float64, strict=False)
-    if inverse_contract_value is None:
-        base_qty, notional = quantity, price * quantity
-    else:
-        notional = quantity * inverse_contract_value
-        base_qty = notional / price
-    typed = raw.select(
-        to_micros(pl.col(time_col).str.strip_chars().cast(pl.Int64, strict=False)).alias(
-            "exchange_ts"
-        ),
-        pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),
-        pl.col(id_col).str.strip_chars().cast(pl.Int64, strict=False).alias("trade_id"),
-        price.alias("price"),
-        base_qty.alias("base_qty"),
-        notional.alias("notional"),
-        pl.when(maker == "false")
-        .then(True)
-        .when(maker == "true")
-        .then(False)
-        .otherwise(None)
-        .alias("is_taker_buy"),
-    )
-    check_rows(typed, raw, skip, name, list(TRADE_SCHEMA.keys() - {"arrival_ts"}))
-    return typed
+
+class OneSidedCheck:
+    """Per-day trade counts and buys of one ``trades`` file, to refuse the one-sided defect."""
+
+    def __init__(self) -> None:
+        self.days: pl.DataFrame | None = None
+
+    def add(self, trades: pl.DataFrame) -> None:
+        """Count the next trades of the file."""
+        days = trades.group_by(pl.col("exchange_ts").dt.date().alias("day")).agg(
+            pl.len().alias("n"), pl.col("is_taker_buy").sum().alias("buys")
+        )
+        both = days if self.days is None else pl.concat([self.days, days])
+        self.days = both.group_by("day").agg(pl.col("n").sum(), pl.col("buys").sum())
+
+    def check(self, name: str) -> None:
+        """Refuse the file when a day of it has its trades all on one side (archive defect)."""
+        if self.days is None:
+            return
+        one_sided = (pl.col("buys") == 0) | (pl.col("buys") == pl.col("n"))
+        days = self.days.filter((pl.col("n") >= ONE_SIDED_MIN_TRADES) & one_sided).sort("day")
+        if days.height:
+            listed = ", ".join(str(d) for d in days["day"])
+            raise ArchiveDefectError(
+                f"{name}: every trade of {listed} is on one side: the known Binance archive defect "
+                "(trades dataset: is_buyer_maker true on every row since 2026-07-03). "
+                "Use the aggTrades dataset, which keeps the side."
+            )
 
 
 def check_one_sided(trades: pl.DataFrame, name: str) -> None:
     """Refuse a day of the ``trades`` dataset whose trades are all on one side (archive defect)."""
-    days = (
-        trades.group_by(pl.col("exchange_ts").dt.date().alias("day"))
-        .agg(pl.len().alias("n"), pl.col("is_taker_buy").n_unique().alias("sides"))
-        .filter((pl.col("n") >= ONE_SIDED_MIN_TRADES) & (pl.col("sides") == 1))
-        .sort("day")
-    )
-    if days.height:
-        listed = ", ".join(str(d) for d in days["day"])
-        raise ArchiveDefectError(
-            f"{name}: every trade of {listed} is on one side: the known Binance archive defect "
-            "(trades dataset: is_buyer_maker true on every row since 2026-07-03). "
-            "Use the aggTrades dataset, which keeps the side."
-        )
+    check = OneSidedCheck()
+    check.add(trades)
+    check.check(name)
 
 
-def _fetch_file(
+def _ingest_file(
     session: requests.Session,
     url: str,
-    workdir: Path,
+    checksum_text: str,
     dataset: str,
-    report: FetchReport,
-    *,
-    checksum_text: str | None = None,
-) -> pl.DataFrame:
+    sink: TradeSink,
+    workdir: Path,
+    progress: Progress | None,
+) -> None:
+    """Download one zip (checksum verified first), stream its trades into ``sink``, delete it."""
     zip_path = workdir / url.rsplit("/", 1)[1]
     try:
-        got = http.download_verified(session, url, zip_path, url + ".CHECKSUM", checksum_text)
+        got = http.download_verified(
+            session, url, zip_path, url + ".CHECKSUM", checksum_text, progress=progress
+        )
     except http.NotFoundError as exc:
         raise MissingFileError(f"{url} is gone although its CHECKSUM is published") from exc
-    report.files.append(FileRecord(zip_path.name, url, got.sha256, got.size, True))
-    csv_path = http.unzip_single(zip_path, workdir)
+    sink.report.files.append(FileRecord(zip_path.name, url, got.sha256, got.size, True))
+    one_sided = OneSidedCheck() if dataset == "trades" else None
+    for trades in read_trades(zip_path, BinanceCsv(dataset), kind="zip", progress=progress):
+        if one_sided is not None:
+            one_sided.add(trades)
+        sink.add(trades)
+    if one_sided is not None:
+        one_sided.check(zip_path.name)
     zip_path.unlink()
-    try:
-        trades = read_binance_csv(csv_path, dataset, name=zip_path.name)
-    finally:
-        csv_path.unlink()
-    if dataset == "trades":
-        check_one_sided(trades, zip_path.name)
-    return trades
 
 
 def _checksum_or_none(session: requests.Session, url: str) -> str | None:
@@ -261,6 +229,83 @@ def _month_plan(month: date, today: date) -> tuple[bool, list[date]]:
     return stop <= today, days_between(start, min(stop, today))
 
 
+def _plan_files(
+    session: requests.Session,
+    base: str,
+    native: str,
+    dataset: str,
+    month: date,
+    today: date,
+    allow_missing_days: bool,
+    report: FetchReport,
+) -> list[tuple[str, str]]:
+    """The (url, CHECKSUM text) of the files to read; fills the report's coverage and end."""
+    finished, days = _month_plan(month, today)
+    monthly_url = file_url(base, native, dataset, f"{month:%Y-%m}")
+    checksum = _checksum_or_none(session, monthly_url) if finished else None
+    if checksum is not None:
+        files = [(monthly_url, checksum)]
+        report.days_covered = days
+    else:
+        urls = {d: file_url(base, native, dataset, f"{d:%Y-%m-%d}") for d in days}
+        sums = {d: _checksum_or_none(session, urls[d]) for d in days}
+        present = {d for d, text in sums.items() if text is not None}
+        not_yet, missing = classify_absent(days, present, today, f"{native} {dataset}")
+        if finished and not_yet:
+            raise NotPublishedError(
+                f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files "
+                f"not published yet for {', '.join(map(str, not_yet))}"
+            )
+        if (missing and not allow_missing_days) or not present:
+            raise MissingFileError(
+                f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files missing "
+                f"for {', '.join(map(str, missing))}"
+            )
+        files = [(urls[d], sums[d]) for d in sorted(present)]  # type: ignore[misc]
+        report.days_covered = sorted(present)
+        report.days_missing = missing
+        if not_yet:
+            days = [d for d in days if d <= max(present)]
+    report.end = utc_midnight(days[-1] + timedelta(days=1))
+    report.complete = finished and not report.days_missing
+    return files
+
+
+def ingest_month(
+    symbol: str,
+    month: date,
+    dest: Path,
+    *,
+    base_url: str | None = None,
+    dataset: str = "aggTrades",
+    session: requests.Session | None = None,
+    today: date | None = None,
+    allow_missing_days: bool = False,
+    progress: Progress | None = None,
+) -> FetchReport:
+    """Write the trades of one UTC month of an Atlas perpetual to the Parquet file ``dest``.
+
+    Streams each file (see :mod:`flow_assets.sources.ingest` for the file and the memory bound).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; supported: {', '.join(DATASETS)}")
+    native = to_native(EXCHANGE, symbol)
+    base = resolve_base_url(base_url)
+    session = session or http.make_session()
+    report = FetchReport(EXCHANGE, str(symbol), month)
+    files = _plan_files(
+        session, base, native, dataset, month, today or today_utc(), allow_missing_days, report
+    )
+    with tempfile.TemporaryDirectory(prefix="binance-") as tmp:
+        workdir = Path(tmp)
+        start = utc_midnight(month)
+        with TradeSink(dest, report, start, report.end, progress=progress, workdir=workdir) as sink:
+            for url, checksum in files:
+                _ingest_file(session, url, checksum, dataset, sink, workdir, progress)
+            sink.commit()
+    return report
+
+
 def fetch_month(
     symbol: str,
     month: date,
@@ -271,55 +316,20 @@ def fetch_month(
     today: date | None = None,
     allow_missing_days: bool = False,
 ) -> FetchResult:
-    """All trades of one UTC month (``month`` = its first day) of an Atlas perpetual."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; supported: {', '.join(DATASETS)}")
-    native = to_native(EXCHANGE, symbol)
-    base = resolve_base_url(base_url)
-    session = session or http.make_session()
-    today = today or today_utc()
-    finished, days = _month_plan(month, today)
-    report = FetchReport(EXCHANGE, str(symbol), month)
-    frames: list[pl.DataFrame] = []
-    with tempfile.TemporaryDirectory(prefix="binance-") as tmp:
-        workdir = Path(tmp)
-        monthly_url = file_url(base, native, dataset, f"{month:%Y-%m}")
-        checksum = _checksum_or_none(session, monthly_url) if finished else None
-        if checksum is not None:
-            frames.append(
-                _fetch_file(session, monthly_url, workdir, dataset, report, checksum_text=checksum)
-            )
-            report.days_covered = days
-        else:
-            urls = {d: file_url(base, native, dataset, f"{d:%Y-%m-%d}") for d in days}
-            sums = {d: _checksum_or_none(session, urls[d]) for d in days}
-            present = {d for d, text in sums.items() if text is not None}
-            not_yet, missing = classify_absent(days, present, today, f"{native} {dataset}")
-            if finished and not_yet:
-                raise NotPublishedError(
-                    f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files "
-                    f"not published yet for {', '.join(map(str, not_yet))}"
-                )
-            if (missing and not allow_missing_days) or not present:
-                raise MissingFileError(
-                    f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files missing "
-                    f"for {', '.join(map(str, missing))}"
-                )
-            for day in sorted(present):
-                frames.append(
-                    _fetch_file(
-                        session, urls[day], workdir, dataset, report, checksum_text=sums[day]
-                    )
-                )
-            report.days_covered = sorted(present)
-            report.days_missing = missing
-            if not_yet:
-                days = [d for d in days if d <= max(present)]
-    end = utc_midnight(days[-1] + timedelta(days=1))
-    report.end = end
-    report.complete = finished and not report.days_missing
-    trades = clean_trades(pl.concat(frames), report, utc_midnight(month), end)
-    return FetchResult(trades, report)
+    """All trades of one UTC month (``month`` = its first day) of an Atlas perpetual, in memory
+    (:func:`ingest_month` into a temporary file, read back)."""
+    return read_back(
+        lambda dest: ingest_month(
+            symbol,
+            month,
+            dest,
+            base_url=base_url,
+            dataset=dataset,
+            session=session,
+            today=today,
+            allow_missing_days=allow_missing_days,
+        )
+    )
 
 
 def probe_month(

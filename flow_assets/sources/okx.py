@@ -19,6 +19,9 @@ contracts, converted with the contract value in force at the trade's time
 
 OKX publishes no checksums: each file's sha256 and size go into the report
 (``checksum_verified`` false). Row policies are those of :mod:`flow_assets.sources.report`.
+:func:`ingest_month` downloads the month's files (which exist decides its end), then streams
+them in date order into one Parquet file (:mod:`flow_assets.sources.ingest`); :func:`fetch_month`
+reads that file back into memory.
 """
 
 from __future__ import annotations
@@ -32,17 +35,20 @@ from pathlib import Path
 import polars as pl
 import requests
 
-from flow_assets.metrics.schema import TRADE_SCHEMA, UTC_MICROS
+from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources import http
-from flow_assets.sources.binance import check_rows, read_raw_csv, to_micros
-from flow_assets.sources.errors import MalformedCsvError, MissingFileError, NotPublishedError
+from flow_assets.sources.binance import to_micros
+from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
+from flow_assets.sources.errors import MissingFileError, NotPublishedError
+from flow_assets.sources.http import Progress
+from flow_assets.sources.ingest import TradeSink, read_back
 from flow_assets.sources.report import (
     FetchReport,
     FetchResult,
     FileRecord,
     classify_absent,
-    clean_trades,
     days_between,
+    empty_trades,
     month_start,
     next_month,
     today_utc,
@@ -80,46 +86,58 @@ def _contract_value_expr(symbol: str, ts: pl.Expr) -> pl.Expr:
     return value
 
 
+class OkxCsv(CsvFormat):
+    """The CSV of one OKX trade file of the Atlas perpetual ``symbol``."""
+
+    widths = (6, 7, 8)
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.native = to_native(EXCHANGE, symbol)
+        self.inverse = parse_symbol(symbol).is_inverse
+        self.invalid_reason = f"instrument is not {self.native}"
+        self.position = {column: i for i, column in enumerate(COLUMNS)}
+
+    def start(self, header: str | None, first_row: str, name: str) -> None:
+        if header is not None:
+            names = [h.strip().lstrip("\ufeff") for h in header.split(",")]
+            if set(COLUMNS) <= set(names):
+                self.position = {column: names.index(column) for column in COLUMNS}
+
+    def columns(self) -> dict[int, pl.DataType]:
+        numbers = {"trade_id": pl.Int64(), "price": pl.Float64(), "size": pl.Float64()}
+        numbers["created_time"] = pl.Int64()
+        return {i: numbers.get(column, pl.String()) for column, i in self.position.items()}
+
+    def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
+        at = self.position
+        ts = to_micros(field(raw, at["created_time"], pl.Int64()))
+        size = field(raw, at["size"], pl.Float64())
+        price = field(raw, at["price"], pl.Float64())
+        ct_val = _contract_value_expr(self.symbol, ts)
+        if self.inverse:
+            notional = size * ct_val
+            base_qty = notional / price
+        else:
+            base_qty = size * ct_val
+            notional = price * base_qty
+        return raw.select(
+            ts.alias("exchange_ts"),
+            pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),
+            field(raw, at["trade_id"], pl.Int64()).alias("trade_id"),
+            price.alias("price"),
+            base_qty.alias("base_qty"),
+            notional.alias("notional"),
+            taker_buy(text(at["side"])).alias("is_taker_buy"),
+            (text(at["instrument_name"]) == self.native).alias("_valid"),
+        )
+
+
 def read_okx_csv(path: Path, symbol: str, *, name: str | None = None) -> pl.DataFrame:
-    """One OKX trade CSV as trades in ``TRADE_SCHEMA``, in source order, unfiltered."""
-    name = name or path.name
-    native = to_native(EXCHANGE, symbol)
-    inverse = parse_symbol(symbol).is_inverse
-    raw, skip = read_raw_csv(path, (6, 7, 8), name)
-    position = {column: i for i, column in enumerate(COLUMNS)}
-    if skip:
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            header = [h.strip().lstrip("\ufeff") for h in handle.readline().split(",")]
-        if set(COLUMNS) <= set(header):
-            position = {column: header.index(column) for column in COLUMNS}
-    col = {column: pl.col(f"c{i}").str.strip_chars() for column, i in position.items()}
-    ts = to_micros(col["created_time"].cast(pl.Int64, strict=False))
-    size = col["size"].cast(pl.Float64, strict=False)
-    price = col["price"].cast(pl.Float64, strict=False)
-    ct_val = _contract_value_expr(symbol, ts)
-    if inverse:
-        notional = size * ct_val
-        base_qty = notional / price
-    else:
-        base_qty = size * ct_val
-        notional = price * base_qty
-    side = col["side"].str.to_lowercase()
-    typed = raw.select(
-        ts.alias("exchange_ts"),
-        pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),
-        col["trade_id"].cast(pl.Int64, strict=False).alias("trade_id"),
-        price.alias("price"),
-        base_qty.alias("base_qty"),
-        notional.alias("notional"),
-        pl.when(side == "buy").then(True).when(side == "sell").then(False).alias("is_taker_buy"),
-        (col["instrument_name"] == native).alias("_same_instrument"),
-    )
-    check_rows(typed, raw, skip, name, list(TRADE_SCHEMA.keys() - {"arrival_ts"}))
-    other = typed.with_row_index("_row").filter(~pl.col("_same_instrument"))
-    if other.height:
-        line = int(other["_row"][0]) + 1 + skip
-        raise MalformedCsvError(name, line, f"instrument is not {native}")
-    return typed.drop("_same_instrument")
+    """One OKX trade CSV (plain or gzip) as trades in ``TRADE_SCHEMA``, in source order,
+    unfiltered."""
+    frames = list(read_trades(path, OkxCsv(symbol), name))
+    return pl.concat(frames) if frames else empty_trades()
 
 
 def _plan(month: date, today: date) -> tuple[bool, list[date]]:
@@ -128,6 +146,93 @@ def _plan(month: date, today: date) -> tuple[bool, list[date]]:
     if start >= today:
         raise NotPublishedError(f"{month:%Y-%m} has no complete day yet (today is {today})")
     return stop <= today, days_between(start, min(stop, today) + timedelta(days=1))
+
+
+def _download_all(
+    session: requests.Session,
+    urls: dict[date, str],
+    workdir: Path,
+    report: FetchReport,
+    progress: Progress | None,
+) -> dict[date, Path]:
+    """Download the files that exist (a 404 is an absent file); their paths by date."""
+    present: dict[date, Path] = {}
+    for day, url in urls.items():
+        zip_path = workdir / url.rsplit("/", 1)[1]
+        try:
+            got = http.download(session, url, zip_path, progress=progress)
+        except http.NotFoundError:
+            continue
+        present[day] = zip_path
+        report.files.append(FileRecord(zip_path.name, url, got.sha256, got.size, False))
+    return present
+
+
+def _cover(
+    month: date,
+    dates: list[date],
+    present: set[date],
+    today: date,
+    finished: bool,
+    native: str,
+    allow_missing_days: bool,
+    report: FetchReport,
+) -> None:
+    """Classify absent files (raising when the month cannot be read); fill coverage and end."""
+    not_yet, missing = classify_absent(dates, present, today, f"{native} trades")
+    if finished and not_yet:
+        listed = ", ".join(map(str, not_yet))
+        raise NotPublishedError(f"{native} {month:%Y-%m}: files not published yet for {listed}")
+    if (missing and not allow_missing_days) or not present:
+        listed = ", ".join(map(str, missing))
+        raise MissingFileError(f"{native} {month:%Y-%m}: trade files missing for {listed}")
+    end = min(utc_midnight(max(present)), utc_midnight(next_month(month)))
+    if end <= utc_midnight(month):
+        raise NotPublishedError(f"{native} {month:%Y-%m}: no complete UTC day published yet")
+    month_days = days_between(month, end.date())
+    report.days_covered = [d for d in month_days if {d, d + timedelta(days=1)} <= present]
+    report.days_missing = missing
+    report.end = end
+    report.complete = finished and not missing
+
+
+def ingest_month(
+    symbol: str,
+    month: date,
+    dest: Path,
+    *,
+    base_url: str | None = None,
+    session: requests.Session | None = None,
+    today: date | None = None,
+    allow_missing_days: bool = False,
+    progress: Progress | None = None,
+) -> FetchReport:
+    """Write the trades of one UTC month of an Atlas perpetual swap to the Parquet file ``dest``.
+
+    Every file is downloaded first (which files exist decides the month's end), then the files
+    are streamed in date order (see :mod:`flow_assets.sources.ingest`).
+    """
+    native = to_native(EXCHANGE, symbol)
+    base = resolve_base_url(base_url)
+    session = session or http.make_session()
+    today = today or today_utc()
+    finished, dates = _plan(month, today)
+    report = FetchReport(EXCHANGE, str(symbol), month)
+    urls = {d: file_url(base, native, d) for d in dates}
+    with tempfile.TemporaryDirectory(prefix="okx-") as tmp:
+        workdir = Path(tmp)
+        present = _download_all(session, urls, workdir, report, progress)
+        _cover(month, dates, set(present), today, finished, native, allow_missing_days, report)
+        start = utc_midnight(month)
+        with TradeSink(dest, report, start, report.end, progress=progress, workdir=workdir) as sink:
+            for day in sorted(present):
+                for trades in read_trades(
+                    present[day], OkxCsv(symbol), kind="zip", progress=progress
+                ):
+                    sink.add(trades)
+                present[day].unlink()
+            sink.commit()
+    return report
 
 
 def fetch_month(
@@ -139,52 +244,19 @@ def fetch_month(
     today: date | None = None,
     allow_missing_days: bool = False,
 ) -> FetchResult:
-    """All trades of one UTC month (``month`` = its first day) of an Atlas perpetual swap."""
-    native = to_native(EXCHANGE, symbol)
-    base = resolve_base_url(base_url)
-    session = session or http.make_session()
-    today = today or today_utc()
-    finished, dates = _plan(month, today)
-    report = FetchReport(EXCHANGE, str(symbol), month)
-    urls = {d: file_url(base, native, d) for d in dates}
-    frames: list[pl.DataFrame] = []
-    present: set[date] = set()
-    absent: list[date] = []
-    with tempfile.TemporaryDirectory(prefix="okx-") as tmp:
-        workdir = Path(tmp)
-        for day in dates:
-            zip_path = workdir / urls[day].rsplit("/", 1)[1]
-            try:
-                got = http.download(session, urls[day], zip_path)
-            except http.NotFoundError:
-                absent.append(day)
-                continue
-            present.add(day)
-            report.files.append(FileRecord(zip_path.name, urls[day], got.sha256, got.size, False))
-            csv_path = http.unzip_single(zip_path, workdir)
-            zip_path.unlink()
-            try:
-                frames.append(read_okx_csv(csv_path, symbol, name=zip_path.name))
-            finally:
-                csv_path.unlink()
-    not_yet, missing = classify_absent(dates, present, today, f"{native} trades")
-    if finished and not_yet:
-        listed = ", ".join(map(str, not_yet))
-        raise NotPublishedError(f"{native} {month:%Y-%m}: files not published yet for {listed}")
-    if (missing and not allow_missing_days) or not present:
-        listed = ", ".join(map(str, missing))
-        raise MissingFileError(f"{native} {month:%Y-%m}: trade files missing for {listed}")
-    last = max(present)
-    end = min(utc_midnight(last), utc_midnight(next_month(month)))
-    if end <= utc_midnight(month):
-        raise NotPublishedError(f"{native} {month:%Y-%m}: no complete UTC day published yet")
-    month_days = days_between(month, end.date())
-    report.days_covered = [d for d in month_days if {d, d + timedelta(days=1)} <= present]
-    report.days_missing = missing
-    report.end = end
-    report.complete = finished and not missing
-    trades = clean_trades(pl.concat(frames), report, utc_midnight(month), end)
-    return FetchResult(trades, report)
+    """All trades of one UTC month (``month`` = its first day) of an Atlas perpetual swap, in
+    memory (:func:`ingest_month` into a temporary file, read back)."""
+    return read_back(
+        lambda dest: ingest_month(
+            symbol,
+            month,
+            dest,
+            base_url=base_url,
+            session=session,
+            today=today,
+            allow_missing_days=allow_missing_days,
+        )
+    )
 
 
 def probe_month(

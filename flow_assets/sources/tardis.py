@@ -5,17 +5,17 @@ the epoch (ms accepted, decided by magnitude); gzip or plain, local path or URL.
 ``timestamp`` -> ``exchange_ts``, ``local_timestamp`` -> ``arrival_ts``, ``id`` -> ``trade_id``,
 ``side`` is the taker side, ``amount`` is in the base asset (linear: ``notional = price * amount``;
 for an inverse instrument pass ``inverse_contract_value`` and ``amount`` is contracts).
-Row policies are those of :mod:`flow_assets.sources.report`.
+Row policies are those of :mod:`flow_assets.sources.report`; the month's period is applied
+before duplicate ids are looked for, as for the exchange archives. :func:`ingest_tardis_month`
+streams the file into one Parquet file (:mod:`flow_assets.sources.ingest`);
+:func:`read_tardis_month` and :func:`read_tardis_csv` read such a file back into memory.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import shutil
 import tempfile
-import zlib
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -23,13 +23,16 @@ import requests
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources import http
-from flow_assets.sources.binance import check_rows, read_raw_csv, to_micros
-from flow_assets.sources.errors import CorruptArchiveError, MalformedCsvError
+from flow_assets.sources.binance import to_micros
+from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
+from flow_assets.sources.errors import MalformedCsvError
+from flow_assets.sources.http import Progress
+from flow_assets.sources.ingest import TradeSink, read_back
 from flow_assets.sources.report import (
     FetchReport,
     FetchResult,
     FileRecord,
-    clean_trades,
+    empty_trades,
     month_bounds,
 )
 
@@ -44,52 +47,96 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _plain_copy(source: Path, workdir: Path) -> Path:
-    """``source`` itself when plain, else its gunzipped copy in ``workdir``."""
-    with source.open("rb") as handle:
-        if handle.read(2) != b"\x1f\x8b":
-            return source
-    target = workdir / source.name.removesuffix(".gz")
-    try:
-        with gzip.open(source, "rb") as packed, target.open("wb") as out:
-            shutil.copyfileobj(packed, out, http.CHUNK)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptArchiveError(f"corrupt gzip {source.name}: {exc}") from exc
-    return target
+class TardisCsv(CsvFormat):
+    """A Tardis-style trade CSV (its header is required); ``labels`` are the first row's
+    exchange and symbol."""
+
+    widths = (len(COLUMNS),)
+    required = tuple(TRADE_SCHEMA)
+
+    def __init__(self, inverse_contract_value: float | None = None) -> None:
+        self.inverse_contract_value = inverse_contract_value
+        self.labels = ("", "")
+
+    def start(self, header: str | None, first_row: str, name: str) -> None:
+        if header is None:
+            raise MalformedCsvError(name, 1, f"expected the header {','.join(COLUMNS)}")
+        names = [h.strip() for h in header.split(",")]
+        if tuple(names) != COLUMNS:
+            raise MalformedCsvError(name, 1, f"header {names}, expected {list(COLUMNS)}")
+        if first_row:
+            exchange, symbol = first_row.split(",")[:2]
+            self.labels = (exchange.strip(), symbol.strip())
+
+    def columns(self) -> dict[int, pl.DataType]:
+        integer, number = pl.Int64(), pl.Float64()
+        return {2: integer, 3: integer, 4: integer, 5: pl.String(), 6: number, 7: number}
+
+    def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
+        price = field(raw, 6, pl.Float64())
+        amount = field(raw, 7, pl.Float64())
+        if self.inverse_contract_value is None:
+            base_qty, notional = amount, price * amount
+        else:
+            notional = amount * self.inverse_contract_value
+            base_qty = notional / price
+        return raw.select(
+            to_micros(field(raw, 2, pl.Int64())).alias("exchange_ts"),
+            to_micros(field(raw, 3, pl.Int64())).alias("arrival_ts"),
+            field(raw, 4, pl.Int64()).alias("trade_id"),
+            price.alias("price"),
+            base_qty.alias("base_qty"),
+            notional.alias("notional"),
+            taker_buy(text(5)).alias("is_taker_buy"),
+        )
 
 
 def parse_tardis_csv(
     path: Path, *, name: str | None = None, inverse_contract_value: float | None = None
 ) -> pl.DataFrame:
-    """One plain Tardis CSV as trades in ``TRADE_SCHEMA``, in source order, unfiltered."""
-    name = name or path.name
-    raw, skip = read_raw_csv(path, (len(COLUMNS),), name)
-    if not skip:
-        raise MalformedCsvError(name, 1, f"expected the header {','.join(COLUMNS)}")
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        header = [h.strip() for h in handle.readline().split(",")]
-    if tuple(header) != COLUMNS:
-        raise MalformedCsvError(name, 1, f"header {header}, expected {list(COLUMNS)}")
-    col = {column: pl.col(f"c{i}").str.strip_chars() for i, column in enumerate(COLUMNS)}
-    price = col["price"].cast(pl.Float64, strict=False)
-    amount = col["amount"].cast(pl.Float64, strict=False)
-    if inverse_contract_value is None:
-        base_qty, notional = amount, price * amount
-    else:
-        notional = amount * inverse_contract_value
-        base_qty = notional / price
-    side = col["side"].str.to_lowercase()
-    typed = raw.select(
-        to_micros(col["timestamp"].cast(pl.Int64, strict=False)).alias("exchange_ts"),
-        to_micros(col["local_timestamp"].cast(pl.Int64, strict=False)).alias("arrival_ts"),
-        col["id"].cast(pl.Int64, strict=False).alias("trade_id"),
-        price.alias("price"),
-        base_qty.alias("base_qty"),
-        notional.alias("notional"),
-        pl.when(side == "buy").then(True).when(side == "sell").then(False).alias("is_taker_buy"),
-    )
-    check_rows(typed, raw, skip, name, list(TRADE_SCHEMA))
-    return typed
+    """One Tardis CSV (plain or gzip) as trades in ``TRADE_SCHEMA``, in source order, unfiltered."""
+    frames = list(read_trades(path, TardisCsv(inverse_contract_value), name))
+    return pl.concat(frames) if frames else empty_trades()
+
+
+def _local_file(
+    location: str | Path,
+    workdir: Path,
+    session: requests.Session | None,
+    progress: Progress | None,
+) -> tuple[Path, FileRecord]:
+    """The file on disk (downloaded when ``location`` is an http(s) URL) and its record."""
+    text = str(location)
+    if text.startswith(("http://", "https://")):
+        local = workdir / text.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+        got = http.download(session or http.make_session(), text, local, progress=progress)
+        return local, FileRecord(local.name, text, got.sha256, got.size, False)
+    local = Path(location)
+    size = local.stat().st_size
+    return local, FileRecord(local.name, local.resolve().as_uri(), _sha256(local), size, False)
+
+
+def _ingest(
+    location: str | Path,
+    dest: Path,
+    report: FetchReport,
+    period: tuple[datetime, datetime] | None,
+    *,
+    session: requests.Session | None = None,
+    progress: Progress | None = None,
+    inverse_contract_value: float | None = None,
+) -> TardisCsv:
+    """Stream one Tardis CSV into ``dest``, keeping the trades of ``period`` (all when None)."""
+    start, end = period or (None, None)
+    fmt = TardisCsv(inverse_contract_value)
+    with tempfile.TemporaryDirectory(prefix="tardis-") as tmp:
+        local, record = _local_file(location, Path(tmp), session, progress)
+        report.files.append(record)
+        with TradeSink(dest, report, start, end, progress=progress, workdir=Path(tmp)) as sink:
+            for trades in read_trades(local, fmt, record.name, progress=progress):
+                sink.add(trades)
+            report.days_covered = sink.commit()
+    return fmt
 
 
 def read_tardis_csv(
@@ -104,34 +151,46 @@ def read_tardis_csv(
 
     ``exchange`` and ``symbol`` label the report (default: the file's first row).
     """
-    text = str(path_or_url)
-    with tempfile.TemporaryDirectory(prefix="tardis-") as tmp:
-        workdir = Path(tmp)
-        if text.startswith(("http://", "https://")):
-            local = workdir / text.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
-            got = http.download(session or http.make_session(), text, local)
-            record = FileRecord(local.name, text, got.sha256, got.size, False)
-        else:
-            local = Path(path_or_url)
-            record = FileRecord(
-                local.name, local.resolve().as_uri(), _sha256(local), local.stat().st_size, False
-            )
-        plain = _plain_copy(local, workdir)
-        trades = parse_tardis_csv(
-            plain, name=record.name, inverse_contract_value=inverse_contract_value
+
+    def ingest(dest: Path) -> FetchReport:
+        report = FetchReport(exchange or "", symbol or "", None)
+        fmt = _ingest(
+            path_or_url,
+            dest,
+            report,
+            None,
+            session=session,
+            inverse_contract_value=inverse_contract_value,
         )
-        first = pl.read_csv(plain, n_rows=1, infer_schema=False) if trades.height else None
-    report = FetchReport(
-        exchange or (first["exchange"][0] if first is not None else ""),
-        symbol or (first["symbol"][0] if first is not None else ""),
-        None,
-        files=[record],
-    )
-    cleaned = clean_trades(trades, report)
-    if cleaned.height:
-        report.days_covered = sorted(set(cleaned["exchange_ts"].dt.date().to_list()))
-        report.end = cleaned["exchange_ts"][-1] + timedelta(microseconds=1)
-    return FetchResult(cleaned, report)
+        report.exchange = exchange or fmt.labels[0]
+        report.symbol = symbol or fmt.labels[1]
+        if report.last_trade is not None:
+            report.end = report.last_trade + timedelta(microseconds=1)
+        return report
+
+    return read_back(ingest)
+
+
+def ingest_tardis_month(
+    location: str | Path,
+    month: date,
+    dest: Path,
+    *,
+    exchange: str,
+    symbol: str,
+    session: requests.Session | None = None,
+    progress: Progress | None = None,
+) -> FetchReport:
+    """Write the trades of one UTC month (by ``exchange_ts``) of a Tardis CSV covering it to
+    the Parquet file ``dest`` (see :mod:`flow_assets.sources.ingest`).
+
+    Rows outside the month are dropped and counted as ``outside_period``; the month is complete.
+    """
+    start, end = month_bounds(month)
+    report = FetchReport(exchange, symbol, start.date())
+    _ingest(location, dest, report, (start, end), session=session, progress=progress)
+    report.complete, report.end = True, end
+    return report
 
 
 def read_tardis_month(
@@ -142,18 +201,10 @@ def read_tardis_month(
     symbol: str,
     session: requests.Session | None = None,
 ) -> FetchResult:
-    """The trades of one UTC month (by ``exchange_ts``) from a Tardis CSV covering it.
-
-    Rows outside the month are dropped and counted as ``outside_period``; the month is complete.
-    """
-    result = read_tardis_csv(location, exchange=exchange, symbol=symbol, session=session)
-    start, end = month_bounds(month)
-    inside = result.trades.filter(pl.col("exchange_ts").is_between(start, end, closed="left"))
-    report = result.report
-    report.month = start.date()
-    report.drop("outside_period", result.trades.height - inside.height)
-    report.first_trade = inside["exchange_ts"][0] if inside.height else None
-    report.last_trade = inside["exchange_ts"][-1] if inside.height else None
-    report.days_covered = sorted(set(inside["exchange_ts"].dt.date().to_list()))
-    report.complete, report.end = True, end
-    return FetchResult(inside, report)
+    """The trades of one UTC month (by ``exchange_ts``) from a Tardis CSV covering it, in memory
+    (:func:`ingest_tardis_month` into a temporary file, read back)."""
+    return read_back(
+        lambda dest: ingest_tardis_month(
+            location, month, dest, exchange=exchange, symbol=symbol, session=session
+        )
+    )
