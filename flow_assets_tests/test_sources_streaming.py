@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from flow_assets.sources import (
     ingest,
     ingest_month,
 )
+from flow_assets.sources import report as report_module
 from flow_assets.sources.binance import read_binance_csv
 from flow_assets.sources.idset import SeenIds
 from flow_assets.sources.mirror import (
@@ -390,7 +391,7 @@ TIMES = [
     utc(2024, 1, 31, 23, 59),
     utc(2024, 2, 1),
 ]
-ROW = st.tuples(st.integers(1, 6), st.integers(0, len(TIMES) - 1), st.booleans())
+ROW = st.tuples(st.integers(1, 5), st.integers(0, len(TIMES) - 1), st.booleans())
 
 
 def policies_by_hand(rows: list[dict], start: datetime, end: datetime) -> tuple[list, dict]:
@@ -414,15 +415,20 @@ def policies_by_hand(rows: list[dict], start: datetime, end: datetime) -> tuple[
     return sorted(keys), counts
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
-    drawn=st.lists(ROW, max_size=40),
-    cuts=st.lists(st.integers(0, 40), max_size=6),
+    drawn=st.lists(ROW, max_size=30),
+    sizes=st.lists(st.integers(1, 6), max_size=10),
     row_group=st.integers(1, 4),
     slice_rows=st.integers(1, 4),
+    max_runs=st.sampled_from([0, 2, 64]),
 )
 def test_batches_never_change_the_result(
-    drawn: list[tuple[int, int, bool]], cuts: list[int], row_group: int, slice_rows: int
+    drawn: list[tuple[int, int, bool]],
+    sizes: list[int],
+    row_group: int,
+    slice_rows: int,
+    max_runs: int,
 ) -> None:
     """Shuffled, repeated and zeroed trades fed in random batches give the whole-frame result."""
     rows = [
@@ -438,12 +444,13 @@ def test_batches_never_change_the_result(
         for trade_id, at, zero in drawn
     ]
     source = pl.DataFrame(rows, schema=TRADE_SCHEMA)
-    edges = sorted({0, len(rows), *(c for c in cuts if c < len(rows))})
+    edges = sorted({0, len(rows), *(c for c in accumulate(sizes) if c < len(rows))})
     report = FetchReport("", "", JAN)
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
         patch.setattr(ingest, "ROW_GROUP_ROWS", row_group)
         patch.setattr(ingest, "SORT_ROWS", slice_rows)
         patch.setattr(ingest, "MAX_OPEN_SPILLS", 1)
+        patch.setattr(report_module, "MAX_RUNS", max_runs)  # ids hashed or run by run
         dest = Path(tmp) / "trades.parquet"
         with ingest.TradeSink(dest, report, START, END, workdir=Path(tmp)) as sink:
             for low, high in pairwise(edges):

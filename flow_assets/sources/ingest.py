@@ -315,6 +315,8 @@ class TradeSink:
         if spill.ordered:
             for batch in spill.batches():
                 groups.add(batch, spill.day)
+        elif spill.rows <= SORT_ROWS:
+            groups.add(sort_trades(pl.concat(spill.batches())), spill.day)
         else:
             for low, high in spill.slices(SORT_ROWS):
                 inside = pl.col("exchange_ts").is_between(low, high, closed="left")
