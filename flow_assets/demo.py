@@ -24,9 +24,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from flow_assets.cli import api_howto
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry, load_instruments
 from flow_assets.orchestration.definitions import build_definitions, default_resources
+from flow_assets.publish import list_manifests, manifest_key
 from flow_assets.sources.mirror import (
     ArchiveServer,
     sample_trades,
@@ -152,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         with dg.DagsterInstance.get() as instance:
             results = run_backfill(defs, entries, MONTHS, instance)
         failed = [r.run_id for r in results if not r.success]
-        files = store.list_keys("flow/")
+        published = list_manifests(store, "flow")
+        files = sum(len(m.files) for m in published)
         print(
-            f"\n{len(results) - len(failed)}/{len(results)} runs succeeded; {len(files)} flow files"
+            f"\n{len(results) - len(failed)}/{len(results)} runs succeeded; {len(published)} "
+            f"instrument-months published ({files} files, each month under one manifest)"
         )
-        for key in files[:4]:
-            print(f"  {store.uri(key)}")
+        for m in published[:2]:
+            print(f"  {store.uri(manifest_key('flow', m.exchange, m.symbol, m.month))}")
         print("  ...")
         exchange, symbol = ARCHIVE_INSTRUMENTS[0]
         sample = get_metrics(
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\nget_metrics(metric='flow', exchange={exchange!r}, symbol={symbol!r}, "
             f"interval='1d', ...):\n{sample.select(sample.columns[:6])}"
         )
+        print("\n" + api_howto(exchange, symbol, MONTHS[0], MONTHS[0] + timedelta(days=2)))
         env = f"DAGSTER_HOME={DAGSTER_HOME} FLOW_ASSETS_INSTRUMENTS={instruments}"
         print(
             f"\nBrowse it all:  {env} .venv/bin/dagster dev\n"

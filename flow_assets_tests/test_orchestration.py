@@ -16,16 +16,19 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from dagster_aws.s3 import S3Resource
 from polars.testing import assert_frame_equal
 
+from flow_assets import month as month_mod
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics import ALL_INTERVALS, flow_bars_all
 from flow_assets.orchestration import assets
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
-from flow_assets.store import flow_key, open_store, summary_key, trades_key
+from flow_assets.store import ObjectStore, open_store, summary_key
 from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
 from flow_assets_tests.s3_fixtures import s3_env, s3_server  # noqa: F401
 
@@ -37,6 +40,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _bars(
+    store: ObjectStore, entry: InstrumentEntry, month: date, interval: str, timestamp="exchange"
+) -> pl.DataFrame:
+    """The published bars of one interval, read through the month's manifest."""
+    manifest = read_manifest(store, "flow", entry.exchange, entry.symbol, month)
+    assert manifest is not None, f"{entry.key} {month} is not published"
+    return store.read_parquet(manifest.key_of(flow_file(timestamp, interval)))
+
+
+def _trades(store: ObjectStore, entry: InstrumentEntry, month: date) -> pl.DataFrame:
+    manifest = read_manifest(store, "trades", entry.exchange, entry.symbol, month)
+    assert manifest is not None, f"trades of {entry.key} {month} are not published"
+    return store.read_parquet(manifest.key_of("trades"))
 
 
 @pytest.fixture
@@ -117,6 +135,8 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("raw_trades", "upstream_defects") in checks
     assert {("flow_bars_1s", "bars_valid"), ("flow_bars_1d", "nothing_lost")} <= checks
+    bars_1d = dg.AssetKey("flow_bars_1d")
+    assert graph.get(bars_1d).parent_keys == {dg.AssetKey("raw_trades"), bars_1d}
     assert {s.name for s in defs.sensors} >= {"archive_sensor"}
     assert [s.name for s in defs.schedules] == ["running_month_schedule"]
     partitions = defs.resolve_job_def("flow_job").partitions_def
@@ -128,12 +148,16 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
     assert result.success
     assert all(_check_results(result).values())
     store = local_store.open()
-    assert store.read_parquet(trades_key(BTC.exchange, BTC.symbol, JAN)).height == 600
+    assert _trades(store, BTC, JAN).height == 600
+    manifest = read_manifest(store, "flow", BTC.exchange, BTC.symbol, JAN)
+    assert set(manifest.files) == {flow_file("exchange", i) for i in ALL_INTERVALS} | {"state"}
     for interval in ALL_INTERVALS:
-        bars = store.read_parquet(flow_key("exchange", BTC.exchange, interval, BTC.symbol, JAN))
+        bars = _bars(store, BTC, JAN, interval)
         assert bars["taker_buy_count"].sum() + bars["taker_sell_count"].sum() == 600
         assert bars["time"].dtype == pl.Datetime("us")
-        assert not store.exists(flow_key("true", BTC.exchange, interval, BTC.symbol, JAN))
+    for evaluation in _check_evaluations(result).values():  # judged on the run's partition
+        assert evaluation.partition == f"{BTC.key}|{JAN.isoformat()}"
+        assert evaluation.target_materialization_data is not None
     materialized = {
         m.asset_key.to_user_string(): m.metadata
         for m in result.asset_materializations_for_node("raw_trades")
@@ -141,7 +165,9 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
     }
     metadata = materialized["flow_bars_1h"]
     assert metadata["dagster/row_count"].value == 31 * 24
-    assert metadata["trades_in"].value == 600
+    assert metadata["trades_in"].value == {"exchange": 600}
+    assert metadata["warm_up"].value is True
+    assert metadata["history"].value == "warm-up: no published bars for 2023-12"
     assert "dagster/column_lineage" in metadata
     assert "preview" in metadata
     raw = materialized["raw_trades"]
@@ -161,7 +187,7 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
 def test_a_tardis_instrument_gets_bars_for_both_timestamp_sources(
     trades, local_store, tmp_path
 ) -> None:
-    """One read of the trades feeds the exchange-time and the arrival-time bars."""
+    """One month of a Tardis file gives exchange-time and arrival-time bars."""
     january = trades["binance"].filter(pl.col("exchange_ts") < _utc(FEB))
     late = pl.col("trade_id") > 595  # the last five trades arrive in February
     january = january.with_columns(
@@ -180,30 +206,36 @@ def test_a_tardis_instrument_gets_bars_for_both_timestamp_sources(
     end = _utc(FEB)
     for timestamp in ("exchange", "true"):
         expected = flow_bars_all(january, _utc(JAN), end, intervals=("1m",), timestamp=timestamp)
-        bars = store.read_parquet(flow_key(timestamp, BTC.exchange, "1m", BTC.symbol, JAN))
+        bars = _bars(store, entry, JAN, "1m", timestamp)
         assert_frame_equal(bars, expected["1m"], rel_tol=1e-12)
     in_january = january.filter(pl.col("arrival_ts") < end).height
-    true_1d = store.read_parquet(flow_key("true", BTC.exchange, "1d", BTC.symbol, JAN))
+    true_1d = _bars(store, entry, JAN, "1d", "true")
     assert true_1d["taker_buy_count"].sum() + true_1d["taker_sell_count"].sum() == in_january
     assert in_january == 595  # arrivals after the month end fall out of January's true bars
 
 
-def test_a_backfill_of_months_equals_one_long_run(
+def test_months_in_order_equal_one_long_run_from_the_carried_state_alone(
     archives, local_store, trades, monkeypatch
 ) -> None:
-    """January, then February fed day by day: February's rolling fields see January."""
-    monkeypatch.setattr(assets, "CHUNK_ROWS", 100)  # months of 500-600 trades go in daily chunks
+    """January, then February read day by day: February's rolling fields continue January's
+    from the state January published; January's trades are not read again (deleted first)."""
+    monkeypatch.setattr(month_mod, "CHUNK_ROWS", 100)  # months of 500-600 trades, day by day
     defs = _defs(archives, local_store)
     instance = dg.DagsterInstance.ephemeral()
-    for month in (JAN, FEB):
-        assert _run(defs, BTC, month, instance).success
-    assert _run(defs, OKX_BTC, FEB, instance).success
     store = local_store.open()
+    assert _run(defs, BTC, JAN, instance).success
+    january = read_manifest(store, "trades", BTC.exchange, BTC.symbol, JAN)
+    store.delete(january.key_of("trades"))
+    february = _run(defs, BTC, FEB, instance)
+    assert february.success
+    history = february.asset_materializations_for_node("flow_bars")[0].metadata["history"]
+    assert history.value.startswith("carried from 2024-01")
+    assert _run(defs, OKX_BTC, FEB, instance).success
     long_run = flow_bars_all(
         trades["binance"], _utc(JAN), _utc(date(2024, 3, 1)), intervals=("1m", "5m", "4h")
     )
     for interval in ("1m", "5m", "4h"):
-        february = store.read_parquet(flow_key("exchange", BTC.exchange, interval, BTC.symbol, FEB))
+        february = _bars(store, BTC, FEB, interval)
         expected = long_run[interval].filter(pl.col("time") >= datetime(2024, 2, 1))
         assert_frame_equal(february, expected, rel_tol=1e-12)
         assert february["flow_toxicity_score"].drop_nulls().len() > 0
@@ -224,47 +256,55 @@ def test_a_month_before_the_instruments_start_is_refused(archives, local_store) 
     assert "starts in 2024-02: month 2024-01 is not materializable" in failure
 
 
-def test_bars_of_a_month_without_raw_trades_fail_unless_a_backfill_reaches_them(
-    archives, local_store
-) -> None:
-    """A backfill of January also targets the next months' bars (their history changed)."""
+def test_bars_of_a_month_without_raw_trades_fail_and_write_nothing(archives, local_store) -> None:
     defs = _defs(archives, local_store)
     flow_keys = [assets.flow_asset_key(i) for i in ALL_INTERVALS]
     job = defs.resolve_implicit_global_asset_job_def()
-    key = f"{BTC.key}|{FEB.isoformat()}"
     alone = job.execute_in_process(
-        partition_key=key,
+        partition_key=f"{BTC.key}|{FEB.isoformat()}",
         asset_selection=flow_keys,
         raise_on_error=False,
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert not alone.success
-    assert "raw trades of binance-futures:perpetual-BTC-USDT:USDT 2024-02 are not materialized" in (
+    assert "raw trades of binance-futures:perpetual-BTC-USDT:USDT 2024-02 are not published" in (
         _failure_text(alone)
     )
-    in_backfill = job.execute_in_process(
-        partition_key=key,
-        asset_selection=flow_keys,
-        tags={"dagster/backfill": "b1"},
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    assert in_backfill.success
-    assert in_backfill.get_asset_materialization_events() == []
     assert local_store.open().list_keys("flow/") == []
 
 
-def test_selecting_some_intervals_computes_and_writes_only_those(archives, local_store) -> None:
+def test_a_month_is_materialized_whole_never_one_interval_alone(archives, local_store) -> None:
+    """The intervals of a month are one published unit: a subset cannot be selected."""
     job = _defs(archives, local_store).resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        partition_key=f"{BTC.key}|{JAN.isoformat()}",
-        asset_selection=[dg.AssetKey("raw_trades"), assets.flow_asset_key("1h")],
-        instance=dg.DagsterInstance.ephemeral(),
+    with pytest.raises(dg.DagsterInvalidSubsetError, match="flow_bars"):
+        job.execute_in_process(
+            partition_key=f"{BTC.key}|{JAN.isoformat()}",
+            asset_selection=[dg.AssetKey("raw_trades"), assets.flow_asset_key("1h")],
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+
+
+def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store) -> None:
+    """The previous-month dependency does not extend a backfill of A..B to B+1 (so a backfill
+    whose runs all succeed ends as a success)."""
+    from dagster._core.execution.asset_backfill import AssetBackfillData  # noqa: PLC0415
+
+    defs = _defs(archives, local_store)
+    graph = defs.resolve_asset_graph()
+    selection = [k for k in graph.get_all_asset_keys() if k != assets.SUMMARY]
+    keys = [f"{BTC.key}|{m.isoformat()}" for m in (JAN, FEB)]
+    backfill = AssetBackfillData.from_asset_partitions(
+        asset_graph=graph,
+        partition_names=keys,
+        asset_selection=selection,
+        dynamic_partitions_store=dg.DagsterInstance.ephemeral(),
+        backfill_start_timestamp=datetime.now(UTC).timestamp(),
+        all_partitions=False,
     )
-    assert result.success
-    assert local_store.open().list_keys("flow/") == [
-        flow_key("exchange", BTC.exchange, "1h", BTC.symbol, JAN)
-    ]
-    assert {k for k, _ in _check_results(result)} == {"raw_trades", "flow_bars_1h"}
+    targets = backfill.target_subset.partitions_subsets_by_asset_key
+    assert set(targets) == set(selection)
+    for subset in targets.values():
+        assert sorted(subset.get_partition_keys()) == keys
 
 
 def test_a_corrupt_archive_fails_its_month_and_leaves_no_file(
@@ -283,17 +323,35 @@ def test_a_corrupt_archive_fails_its_month_and_leaves_no_file(
     assert store.list_keys("flow/") == []
 
 
+def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
+    mirror_root, archive_server, trades, local_store
+) -> None:
+    """Daily files only, one of them never published: the upstream_defects check fails on the
+    partition and neither trades nor bars are published."""
+    write_binance(trades["binance"], mirror_root, BTC.symbol, monthly=False, daily=True)
+    gone = next(mirror_root.rglob("BTCUSDT-aggTrades-2024-01-10.zip"))
+    gone.unlink()
+    gone.with_name(gone.name + ".CHECKSUM").unlink()
+    archives = ArchiveSources(binance_url=archive_server.url)
+    result = _run(_defs(archives, local_store), BTC, JAN)
+    assert not result.success
+    evaluation = _check_evaluations(result)[("raw_trades", "upstream_defects")]
+    assert not evaluation.passed
+    assert evaluation.partition == f"{BTC.key}|{JAN.isoformat()}"
+    assert evaluation.metadata["days_missing"].value == ["2024-01-10"]
+    assert "upstream defects block the month's trades" in _failure_text(result)
+    assert local_store.open().list_keys() == []
+
+
 def test_bars_that_fail_validation_are_not_published(archives, local_store, monkeypatch) -> None:
-    from flow_assets.orchestration import assets  # noqa: PLC0415
+    real_iter_bars = month_mod.FlowBarsEngine.iter_bars
 
-    real_finish = assets.FlowBarsEngine.finish
+    def with_a_nan_in_1h(self):
+        for interval, bars in real_iter_bars(self):
+            nan = pl.lit(float("nan")) if interval == "1h" else pl.col("flow_entropy")
+            yield interval, bars.with_columns(flow_entropy=nan)
 
-    def finish_with_a_nan(self):
-        bars = real_finish(self)
-        bars["1h"] = bars["1h"].with_columns(flow_entropy=pl.lit(float("nan")))
-        return bars
-
-    monkeypatch.setattr(assets.FlowBarsEngine, "finish", finish_with_a_nan)
+    monkeypatch.setattr(month_mod.FlowBarsEngine, "iter_bars", with_a_nan_in_1h)
     result = _run(_defs(archives, local_store), BTC, JAN)
     assert not result.success
     checks = _check_results(result)
@@ -307,13 +365,13 @@ def test_bars_that_fail_validation_are_not_published(archives, local_store, monk
 def test_bars_that_do_not_reconcile_with_the_source_are_not_published(
     archives, local_store, monkeypatch
 ) -> None:
-    real_totals = assets.source_totals
+    real_totals = month_mod.source_totals
 
     def one_trade_more(*args, **kwargs):
         totals = real_totals(*args, **kwargs)
         return {**totals, "trades": totals["trades"] + 1}
 
-    monkeypatch.setattr(assets, "source_totals", one_trade_more)
+    monkeypatch.setattr(month_mod, "source_totals", one_trade_more)
     result = _run(_defs(archives, local_store), BTC, JAN)
     assert not result.success
     checks = _check_results(result)
@@ -366,7 +424,9 @@ def test_the_schedule_keeps_the_running_month_fresh(archives, local_store) -> No
 
 
 def test_end_to_end_on_a_real_s3_api(archives, s3_env, tmp_path) -> None:
-    s3 = FlowStore(url=s3_env)
+    """Reads and writes through dagster-aws's S3Resource (one boto3 client)."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    s3 = FlowStore(url=s3_env, s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"))
     assert _run(_defs(archives, s3), BTC, JAN).success
     local = FlowStore(url=str(tmp_path / "local"))
     assert _run(_defs(archives, local), BTC, JAN).success
@@ -390,7 +450,7 @@ def test_end_to_end_on_a_real_s3_api(archives, s3_env, tmp_path) -> None:
             storage_url=local.url,
         )
         assert_frame_equal(from_s3, from_disk)
-    assert open_store(s3_env).exists(trades_key(BTC.exchange, BTC.symbol, JAN))
+    assert read_manifest(open_store(s3_env), "trades", BTC.exchange, BTC.symbol, JAN) is not None
 
 
 def test_the_cli_materializes_one_instrument_month(archives, local_store, tmp_path) -> None:
@@ -429,7 +489,7 @@ def test_the_cli_materializes_one_instrument_month(archives, local_store, tmp_pa
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    store = local_store.open()
-    assert len(store.list_keys("flow/exchange/")) == len(ALL_INTERVALS)
+    manifest = read_manifest(local_store.open(), "flow", BTC.exchange, BTC.symbol, JAN)
+    assert len(manifest.files) == len(ALL_INTERVALS) + 1  # and the carried state
     runs = json.dumps(sorted(p.name for p in (tmp_path / "home").iterdir()))
     assert "storage" in runs or "history" in runs

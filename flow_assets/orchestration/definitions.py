@@ -1,7 +1,8 @@
 """Build the Dagster ``Definitions``; the one place where the environment configures resources.
 
-Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix;
-the standard ``AWS_*`` variables, ``AWS_ENDPOINT_URL`` included, apply),
+Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix),
+``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
+``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
 ``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL`` and ``FLOW_ASSETS_INSTRUMENTS``.
 Loading makes no network call: it reads the instruments file only.
 """
@@ -12,9 +13,11 @@ import os
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from flow_assets.instruments import InstrumentEntry, load_instruments
-from flow_assets.orchestration.assets import FlowSettings, build_assets
+from flow_assets.month import FlowSettings
+from flow_assets.orchestration.assets import build_assets
 from flow_assets.orchestration.automation import build_automation
 from flow_assets.orchestration.partitions import FlowPartitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
@@ -32,7 +35,14 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
             okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
         ),
-        "store": FlowStore(url=_from_env("FLOW_ASSETS_STORAGE_URL")),
+        "store": FlowStore(
+            url=_from_env("FLOW_ASSETS_STORAGE_URL"),
+            s3=S3Resource(
+                endpoint_url=_from_env("AWS_ENDPOINT_URL"),
+                region_name=_from_env("AWS_REGION") or _from_env("AWS_DEFAULT_REGION"),
+                profile_name=_from_env("AWS_PROFILE"),
+            ),
+        ),
     }
 
 

@@ -6,14 +6,17 @@ from environment variables through ``dg.EnvVar``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from flow_assets.instruments import InstrumentEntry
-from flow_assets.sources import FetchResult, fetch_month, probe_month
-from flow_assets.sources.tardis import read_tardis_month
-from flow_assets.store import ObjectStore, open_store
+from flow_assets.sources import FetchReport, ingest_month, probe_month
+from flow_assets.sources.tardis import ingest_tardis_month
+from flow_assets.store import DEFAULT_LOCAL_ROOT, ObjectStore, open_store
 
 
 class ArchiveSources(dg.ConfigurableResource):
@@ -31,19 +34,39 @@ class ArchiveSources(dg.ConfigurableResource):
         url = self.binance_url if exchange == "binance-futures" else self.okx_url
         return url or None
 
-    def fetch(self, entry: InstrumentEntry, month: date, today: date | None = None) -> FetchResult:
-        """One UTC month of normalized trades of ``entry`` and the fetch report."""
+    def ingest(
+        self,
+        entry: InstrumentEntry,
+        month: date,
+        dest: Path,
+        *,
+        today: date | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> FetchReport:
+        """Write one UTC month of normalized trades of ``entry`` to ``dest``; the fetch report.
+
+        Days missing inside a finished month are reported, not raised, so the
+        ``upstream_defects`` check can block the month with the list.
+        """
         if entry.tardis:
-            return read_tardis_month(
-                entry.tardis_location(month), month, exchange=entry.exchange, symbol=entry.symbol
+            return ingest_tardis_month(
+                entry.tardis_location(month),
+                month,
+                dest,
+                exchange=entry.exchange,
+                symbol=entry.symbol,
+                progress=progress,
             )
-        return fetch_month(
+        return ingest_month(
             entry.exchange,
             entry.symbol,
             month,
+            dest,
             base_url=self._base_url(entry.exchange),
             dataset=self.binance_dataset,
             today=today,
+            allow_missing_days=True,
+            progress=progress,
         )
 
     def probe(self, entry: InstrumentEntry, month: date, today: date | None = None) -> str | None:
@@ -62,11 +85,15 @@ class ArchiveSources(dg.ConfigurableResource):
 class FlowStore(dg.ConfigurableResource):
     """The object store of trades and bars: a folder or ``s3://bucket/prefix``.
 
-    Empty means ``FLOW_ASSETS_STORAGE_URL``, else ``<repo>/data/store``.
+    Empty means ``<repo>/data/store``. An S3 store reads and writes through the boto3 client of
+    ``s3`` (``dagster-aws``), one credential chain for everything.
     """
 
     url: str | None = None
+    s3: S3Resource | None = None
 
     def open(self) -> ObjectStore:
         """The store itself (local or S3)."""
-        return open_store(self.url or None)
+        url = self.url or str(DEFAULT_LOCAL_ROOT)
+        client = self.s3.get_client() if self.s3 and url.startswith("s3://") else None
+        return open_store(url, s3_client=client)
