@@ -318,6 +318,15 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+HELPERS = {  # substring of a command line -> the name of that process
+    "resource_tracker": "multiprocessing resource tracker",
+    "asset materialize": "dagster CLI (run coordinator)",
+    "floor-child": "floor",
+    "watch_orphans": "dagster orphan watcher",
+    "tail -F": "compute log tail",
+}
+
+
 def _label(cmdline: str, step_index: int) -> str:
     """A short name for a process of the tree. Dagster's multiprocess executor runs each step in
     a ``multiprocessing`` spawned child; the two steps run one after the other, so the first such
@@ -325,16 +334,9 @@ def _label(cmdline: str, step_index: int) -> str:
     if "spawn_main" in cmdline:
         step = ("raw_trades", "flow_bars", "?")[min(step_index, 2)]
         return f"step process {step_index + 1} ({step})"
-    if "resource_tracker" in cmdline:
-        return "multiprocessing resource tracker"
-    if "asset materialize" in cmdline:
-        return "dagster CLI (run coordinator)"
-    if "floor-child" in cmdline:
-        return "floor"
-    if cmdline.startswith("tail "):
-        return "compute log tail"
-    if "watch_orphans" in cmdline:
-        return "dagster orphan watcher"
+    for needle, name in HELPERS.items():
+        if needle in cmdline:
+            return name
     return cmdline[:60]
 
 
