@@ -143,7 +143,7 @@ def read_binance_csv(
     name: str | None = None,
     inverse_contract_value: float | None = None,
 ) -> pl.DataFrame:
-    """One Binance archive CSV (plain or gzip) as trades in ``TRADE_SCHEMA``, in source order,
+    """One Binance archive CSV (plain, gzip or zip) as trades in ``TRADE_SCHEMA``, in source order,
     unfiltered (see :class:`BinanceCsv`)."""
     fmt = BinanceCsv(dataset, inverse_contract_value)
     frames = list(read_trades(path, fmt, name))

@@ -26,7 +26,7 @@ import polars as pl
 
 from flow_assets.sources.errors import CorruptArchiveError, MalformedCsvError
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 32 << 20
 READ_BYTES = 8 << 20
 READ_AHEAD = 2
 PROGRESS_ROWS = 10_000_000

@@ -134,7 +134,7 @@ class OkxCsv(CsvFormat):
 
 
 def read_okx_csv(path: Path, symbol: str, *, name: str | None = None) -> pl.DataFrame:
-    """One OKX trade CSV (plain or gzip) as trades in ``TRADE_SCHEMA``, in source order,
+    """One OKX trade CSV (plain, gzip or zip) as trades in ``TRADE_SCHEMA``, in source order,
     unfiltered."""
     frames = list(read_trades(path, OkxCsv(symbol), name))
     return pl.concat(frames) if frames else empty_trades()

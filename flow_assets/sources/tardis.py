@@ -94,7 +94,7 @@ class TardisCsv(CsvFormat):
 def parse_tardis_csv(
     path: Path, *, name: str | None = None, inverse_contract_value: float | None = None
 ) -> pl.DataFrame:
-    """One Tardis CSV (plain or gzip) as trades in ``TRADE_SCHEMA``, in source order, unfiltered."""
+    """One Tardis CSV (plain, gzip or zip) as ``TRADE_SCHEMA`` trades, source order, unfiltered."""
     frames = list(read_trades(path, TardisCsv(inverse_contract_value), name))
     return pl.concat(frames) if frames else empty_trades()
 
