@@ -34,7 +34,11 @@ from flow_assets.store import ObjectStore, summary_key
 
 RAW_TRADES = dg.AssetKey("raw_trades")
 SUMMARY = dg.AssetKey("daily_flow_summary")
-ONE_PARTITION_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# No backfill policy: Dagster's default, one run per partition, tagged with its partition (so
+# dagster.yaml's per-instrument run limit applies), and a self-dependent asset's partitions are
+# requested only once their previous month is materialized (months in order). With
+# ``multi_run(1)``, Dagster 1.13 picks the one partition a tick may request at random among the
+# candidates and a backfill stalls on a month whose predecessor is not done yet.
 PREVIEW_COLUMNS = ["time", "taker_buy_volume", "taker_sell_volume", "flow_toxicity_score"]
 
 
@@ -159,7 +163,6 @@ def raw_trades_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
         partitions_def=partitions.instrument_month,
         group_name="flow",
         code_version="raw-trades-2",
-        backfill_policy=ONE_PARTITION_PER_RUN,
         check_specs=[
             dg.AssetCheckSpec(
                 "upstream_defects",
@@ -282,7 +285,6 @@ def flow_bars_asset(partitions: FlowPartitions, settings: FlowSettings) -> dg.As
         specs=bar_specs,
         check_specs=bar_checks,
         partitions_def=partitions.instrument_month,
-        backfill_policy=ONE_PARTITION_PER_RUN,
     )
     def flow_bars(
         context: dg.AssetExecutionContext, store: FlowStore
