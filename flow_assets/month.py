@@ -306,6 +306,7 @@ def _bars_of_source(
         result.rows[timestamp] = bars.height
         if timestamp == "exchange":
             result.preview = _first_active(bars)
+        del bars  # before the next interval is made: one interval's bars at a time
     return state, spill_out, int(totals["trades"])
 
 

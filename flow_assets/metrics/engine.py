@@ -398,15 +398,15 @@ class FlowBarsEngine:
         need to be held at a time.
         """
         for interval in self.intervals:
-            bars = self._interval_bars(interval)
+            yield interval, self._interval_bars(interval, self._current.pop(interval))
             self._current[interval] = []
-            yield interval, bars
 
     def finish(self) -> dict[str, pl.DataFrame]:
         """The bars of every interval over ``[start, end)``, keyed by interval name."""
         return dict(self.iter_bars())
 
-    def _interval_bars(self, interval: str) -> pl.DataFrame:
+    def _interval_bars(self, interval: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
+        """The bars of ``interval`` from its partials ``parts`` (emptied: memory goes as used)."""
         width = interval_micros(interval)
         history = self._history.get(interval, pl.DataFrame(schema=_PARTIAL_SCHEMA))
         grid_start = self.start_us
@@ -414,9 +414,8 @@ class FlowBarsEngine:
             grid_start = max(self.start_us - self._history_bars * width, history["bin"][0])
         seed = history.filter(pl.col("bin") < grid_start)["close"]
         seed_close = seed[-1] if seed.len() else None
-        sparse = _merge_partials(
-            [history.filter(pl.col("bin") >= grid_start), *self._current[interval]]
-        )
+        sparse = _merge_partials([history.filter(pl.col("bin") >= grid_start), *parts])
+        parts.clear()
         grid = pl.DataFrame({"bin": pl.int_range(grid_start, self.end_us, width, eager=True)})
         dense = (
             grid.join(sparse, on="bin", how="left", maintain_order="left")
@@ -429,6 +428,7 @@ class FlowBarsEngine:
                 - pl.sum_horizontal(_BUCKET_NOTIONAL[3:])
             )
         )
+        del grid, sparse
         dense = dense.with_columns(toxicity_score(dense, window=self.window, horizon=self.horizon))
         return (
             dense.lazy()
