@@ -245,8 +245,9 @@ def _chunks(path: Path, rows: int, start: datetime, end: datetime) -> Iterator[p
 
 def _first_active(bars: pl.DataFrame, rows: int = 5) -> pl.DataFrame:
     """The first bars that have trades (or the first bars), for a preview."""
-    active = bars.filter((pl.col("taker_buy_count") + pl.col("taker_sell_count")) > 0)
-    return (active if active.height else bars).head(rows)
+    has_trades = (pl.col("taker_buy_count") + pl.col("taker_sell_count")) > 0
+    active = bars.lazy().filter(has_trades).head(rows).collect()  # not a filtered copy first
+    return active if active.height else bars.head(rows)
 
 
 def _check_interval(
