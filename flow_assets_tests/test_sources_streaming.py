@@ -369,6 +369,34 @@ def test_one_sided_trades_refused_while_streaming(mirror: Mirror, tiny: None, tm
     assert not dest.exists()
 
 
+def test_a_busy_unordered_hour_is_sorted_minutes_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "SORT_ROWS", 5)
+    trades = sample_trades(utc(2024, 1, 9, 13), utc(2024, 1, 9, 14), 90, seed=20)
+    source = trades.sample(fraction=1, shuffle=True, seed=3)
+    heights: list[int] = []
+
+    def sort_trades(frame: pl.DataFrame) -> pl.DataFrame:
+        heights.append(frame.height)
+        return frame.sort("exchange_ts", "trade_id")
+
+    monkeypatch.setattr(ingest, "sort_trades", sort_trades)
+    report = FetchReport("", "", JAN)
+    dest = tmp_path / "jan.parquet"
+    with ingest.TradeSink(dest, report, START, END, workdir=tmp_path) as sink:
+        for low in range(0, source.height, 8):
+            sink.add(source.slice(low, 8))
+        sink.commit()
+    whole_report = FetchReport("", "", JAN)
+    assert_frame_equal(pl.read_parquet(dest), clean_trades(source, whole_report, START, END))
+    assert report.rows_reordered == whole_report.rows_reordered > 0
+    busiest = trades.group_by(pl.col("exchange_ts").dt.minute()).len()["len"].max()
+    assert len(heights) > 1
+    assert max(heights) <= max(5, busiest)  # type: ignore[type-var]
+    assert_layout(dest)
+
+
 def test_seen_ids_match_a_set() -> None:
     rng = random.Random(19)
     seen, reference_set = SeenIds(), set()
@@ -385,6 +413,7 @@ TIMES = [
     utc(2023, 12, 31, 23),
     utc(2024, 1, 1),
     utc(2024, 1, 1, 1),
+    utc(2024, 1, 1, 1, 10),
     utc(2024, 1, 1, 1, 30),
     utc(2024, 1, 2, 6),
     utc(2024, 1, 3, 12),

@@ -6,9 +6,10 @@ known across the whole month through a bitmap of the ids kept, reordered rows ar
 the previous key carried over). While the kept rows come in ``(exchange_ts, trade_id)`` order, the
 usual case, they go straight into row groups, encoded by a background thread. From the first row
 out of order on, the rows (those already written included) are spilled to one LZ4 Arrow IPC file
-per UTC day, and ``commit`` writes the days in order: a day whose rows came in order is copied
-through; an unordered day is sorted in slices of whole minutes of at most ``SORT_ROWS`` rows
-(from a per-minute count kept while spilling).
+per UTC day (record batches of one hour each), and ``commit`` writes the days in order: a day
+whose rows came in order is copied through; an unordered day is sorted in slices of whole hours
+(whole minutes for an hour busier than that) of at most ``SORT_ROWS`` rows, from per-minute
+counts kept while spilling; each slice reads back only its hours' batches.
 
 The file: one Parquet file in ``TRADE_SCHEMA`` (its columns, order and dtypes), zstd, column
 statistics, sorted by ``(exchange_ts, trade_id)``; row groups of at most ``ROW_GROUP_ROWS`` rows,
@@ -45,7 +46,7 @@ SORT_ROWS = 2_000_000
 MAX_OPEN_SPILLS = 64
 DAY_US = 86_400_000_000
 MINUTE_US = 60_000_000
-MINUTES = 1440
+HOURS = 24
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ARROW_SCHEMA = pl.DataFrame(schema=TRADE_SCHEMA).to_arrow().schema
 _SPILL_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
@@ -72,18 +73,45 @@ def _keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return frame["exchange_ts"].to_physical().to_numpy(), frame["trade_id"].to_numpy()
 
 
+def _ranges(counts: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Ranges ``[low, high)`` of indexes, from a nonzero count to a nonzero count, whose counts
+    add up to at most ``limit`` each; a single bigger count is a range of its own."""
+    ranges: list[tuple[int, int]] = []
+    low, last, total = -1, -1, 0
+    for index, count in enumerate(counts.tolist()):
+        if not count:
+            continue
+        if low >= 0 and total + count > limit:
+            ranges.append((low, last + 1))
+            low = -1
+        if low < 0:
+            low, total = index, 0
+        total += count
+        last = index
+    if low >= 0:
+        ranges.append((low, last + 1))
+    return ranges
+
+
 class _DaySpill:
-    """One UTC day's kept trades on disk in source order, with their count, order and minutes."""
+    """One UTC day's kept trades on disk in source order, with their count, order and minutes.
+
+    Each appended part is written as record batches of one hour each (Arrow IPC file format,
+    which reads a batch by its index), so the hours of a sort slice are read back alone.
+    """
 
     def __init__(self, day: int, folder: Path) -> None:
         self.day = day
+        self.start = EPOCH + timedelta(days=day)
         self.folder = folder
         self.segments: list[Path] = []
-        self.writer: ipc.RecordBatchStreamWriter | None = None
+        self.writer: ipc.RecordBatchFileWriter | None = None
+        self.batches = 0  # record batches in the open segment
+        self.hours: list[list[tuple[int, int]]] = [[] for _ in range(HOURS)]  # (segment, batch)
         self.rows = 0
         self.ordered = True
         self.last: tuple[int, int] | None = None
-        self.minutes = np.zeros(MINUTES, dtype=np.int64)
+        self.minutes = np.zeros((HOURS, 60), dtype=np.int64)
 
     def append(self, part: pl.DataFrame, ts: np.ndarray, ids: np.ndarray) -> None:
         """Add rows of this day (source order) to the spill."""
@@ -93,12 +121,24 @@ class _DaySpill:
             lower = (ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] < ids[:-1]))
             self.ordered = not lower.any()
         self.last = (int(ts[-1]), int(ids[-1]))
-        self.minutes += np.bincount((ts - self.day * DAY_US) // MINUTE_US, minlength=MINUTES)
+        minute = (ts[-part.height :] - self.day * DAY_US) // MINUTE_US
+        self.minutes += np.bincount(minute, minlength=HOURS * 60).reshape(HOURS, 60)
+        hour = minute // 60
         if self.writer is None:
-            path = self.folder / f"{self.day}-{len(self.segments)}.arrows"
+            path = self.folder / f"{self.day}-{len(self.segments)}.arrow"
             self.segments.append(path)
-            self.writer = ipc.new_stream(str(path), ARROW_SCHEMA, options=_SPILL_OPTIONS)
-        self.writer.write_table(part.to_arrow().cast(ARROW_SCHEMA))
+            self.writer = ipc.new_file(str(path), ARROW_SCHEMA, options=_SPILL_OPTIONS)
+            self.batches = 0
+        if (hour[1:] < hour[:-1]).any():  # hours mixed: group them, source order within each
+            order = np.argsort(hour, kind="stable")
+            part, hour = part[order], hour[order]
+        edges = [0, *(np.flatnonzero(hour[1:] != hour[:-1]) + 1).tolist(), part.height]
+        for low, high in pairwise(edges):
+            table = part.slice(low, high - low).to_arrow().cast(ARROW_SCHEMA)
+            for batch in table.to_batches():
+                self.writer.write_batch(batch)
+                self.hours[int(hour[low])].append((len(self.segments) - 1, self.batches))
+                self.batches += 1
         self.rows += part.height
 
     def close(self) -> None:
@@ -107,26 +147,39 @@ class _DaySpill:
             self.writer.close()
             self.writer = None
 
-    def batches(self) -> Iterator[pl.DataFrame]:
-        """The spilled rows in source order, a record batch at a time."""
+    def read(self, hours: range | None = None) -> Iterator[pl.DataFrame]:
+        """The spilled rows of ``hours`` (all: in source order), a record batch at a time."""
         self.close()
-        for path in self.segments:
-            with pa.OSFile(str(path)) as source, ipc.open_stream(source) as reader:
-                for batch in reader:
-                    yield pl.from_arrow(batch)  # type: ignore[misc]
+        files = [pa.OSFile(str(path)) for path in self.segments]
+        try:
+            readers = [ipc.open_file(file) for file in files]
+            if hours is None:
+                places = [
+                    (s, b) for s, r in enumerate(readers) for b in range(r.num_record_batches)
+                ]
+            else:
+                places = [place for hour in hours for place in self.hours[hour]]
+            for segment, batch in places:
+                yield pl.from_arrow(readers[segment].get_batch(batch))  # type: ignore[misc]
+        finally:
+            for file in files:
+                file.close()
 
-    def slices(self, limit: int) -> list[tuple[datetime, datetime]]:
-        """Ranges of whole minutes holding at most ``limit`` rows each (a busier minute alone)."""
-        start = EPOCH + timedelta(microseconds=self.day * DAY_US)
-        edges, total = [0], 0
-        for minute, count in enumerate(self.minutes.tolist()):
-            if total and total + count > limit:
-                edges.append(minute)
-                total = 0
-            total += count
-        edges.append(MINUTES)
-        at = [start + timedelta(minutes=m) for m in edges]
-        return list(pairwise(at))
+    def sorted_slices(self, limit: int) -> Iterator[pl.DataFrame]:
+        """The day sorted, in slices of whole hours, or of whole minutes of a busy hour, of at
+        most ``limit`` rows each (a busier single minute alone)."""
+        for low, high in _ranges(self.minutes.sum(axis=1), limit):
+            if self.minutes[low:high].sum() <= limit:
+                yield sort_trades(pl.concat(self.read(range(low, high))))
+                continue
+            at = self.start + timedelta(hours=low)
+            for first, stop in _ranges(self.minutes[low], limit):
+                inside = pl.col("exchange_ts").is_between(
+                    at + timedelta(minutes=first), at + timedelta(minutes=stop), closed="left"
+                )
+                yield sort_trades(
+                    pl.concat(b.filter(inside) for b in self.read(range(low, low + 1)))
+                )
 
 
 class _RowGroups:
@@ -312,16 +365,9 @@ class TradeSink:
         return groups.days
 
     def _write_day(self, spill: _DaySpill, groups: _RowGroups) -> None:
-        if spill.ordered:
-            for batch in spill.batches():
-                groups.add(batch, spill.day)
-        elif spill.rows <= SORT_ROWS:
-            groups.add(sort_trades(pl.concat(spill.batches())), spill.day)
-        else:
-            for low, high in spill.slices(SORT_ROWS):
-                inside = pl.col("exchange_ts").is_between(low, high, closed="left")
-                parts = [b.filter(inside) for b in spill.batches()]
-                groups.add(sort_trades(pl.concat(parts)), spill.day)
+        slices = spill.read() if spill.ordered else spill.sorted_slices(SORT_ROWS)
+        for trades in slices:
+            groups.add(trades, spill.day)
         for path in spill.segments:
             path.unlink()
 
