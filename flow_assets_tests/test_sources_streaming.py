@@ -70,12 +70,14 @@ REPORT_FIELDS = ("rows_read", "rows_dropped", "rows_reordered", "defects", "firs
 
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks of a few lines, row groups of 7 rows, sort slices of 5 rows, 3 open spill files."""
+    """Chunks of a few lines, row groups of 7 rows, sort slices of 5 rows, 3 open spill files,
+    a batch's rows grouped by hour as soon as the hours alternate."""
     monkeypatch.setattr(csvstream, "CHUNK_BYTES", 256)
     monkeypatch.setattr(csvstream, "READ_BYTES", 64)
     monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 7)
     monkeypatch.setattr(ingest, "SORT_ROWS", 5)
     monkeypatch.setattr(ingest, "MAX_OPEN_SPILLS", 3)
+    monkeypatch.setattr(ingest, "MAX_HOUR_RUNS", 1)
 
 
 def messy(trades: pl.DataFrame, seed: int) -> pl.DataFrame:
@@ -451,6 +453,7 @@ def policies_by_hand(rows: list[dict], start: datetime, end: datetime) -> tuple[
     row_group=st.integers(1, 4),
     slice_rows=st.integers(1, 4),
     max_runs=st.sampled_from([0, 2, 64]),
+    hour_runs=st.sampled_from([0, 256]),
 )
 def test_batches_never_change_the_result(
     drawn: list[tuple[int, int, bool]],
@@ -458,6 +461,7 @@ def test_batches_never_change_the_result(
     row_group: int,
     slice_rows: int,
     max_runs: int,
+    hour_runs: int,
 ) -> None:
     """Shuffled, repeated and zeroed trades fed in random batches give the whole-frame result."""
     rows = [
@@ -480,6 +484,7 @@ def test_batches_never_change_the_result(
         patch.setattr(ingest, "SORT_ROWS", slice_rows)
         patch.setattr(ingest, "MAX_OPEN_SPILLS", 1)
         patch.setattr(report_module, "MAX_RUNS", max_runs)  # ids hashed or run by run
+        patch.setattr(ingest, "MAX_HOUR_RUNS", hour_runs)  # spilled grouped by hour or as come
         dest = Path(tmp) / "trades.parquet"
         with ingest.TradeSink(dest, report, START, END, workdir=Path(tmp)) as sink:
             for low, high in pairwise(edges):

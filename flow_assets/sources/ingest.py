@@ -44,7 +44,9 @@ from flow_assets.sources.report import FetchReport, FetchResult, RowPolicies, so
 ROW_GROUP_ROWS = 1_000_000
 SORT_ROWS = 2_000_000
 MAX_OPEN_SPILLS = 64
+MAX_HOUR_RUNS = 256  # runs of one hour in a batch spilled as they come (more: grouped first)
 DAY_US = 86_400_000_000
+HOUR_US = 3_600_000_000
 MINUTE_US = 60_000_000
 HOURS = 24
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,10 +96,11 @@ def _ranges(counts: np.ndarray, limit: int) -> list[tuple[int, int]]:
 
 
 class _DaySpill:
-    """One UTC day's kept trades on disk in source order, with their count, order and minutes.
+    """One UTC day's kept trades on disk, with their count, order and per-minute counts.
 
-    Each appended part is written as record batches of one hour each (Arrow IPC file format,
-    which reads a batch by its index), so the hours of a sort slice are read back alone.
+    Rows come an hour at a time (of one batch, in source order) and are written as a record
+    batch of that hour (Arrow IPC file format, read back by batch index), so the hours of a sort
+    slice are read back alone. ``ordered``: the rows, in the order written, are sorted.
     """
 
     def __init__(self, day: int, folder: Path) -> None:
@@ -113,32 +116,25 @@ class _DaySpill:
         self.last: tuple[int, int] | None = None
         self.minutes = np.zeros((HOURS, 60), dtype=np.int64)
 
-    def append(self, part: pl.DataFrame, ts: np.ndarray, ids: np.ndarray) -> None:
-        """Add rows of this day (source order) to the spill."""
+    def append(self, hour: int, part: pl.DataFrame, ts: np.ndarray, ids: np.ndarray) -> None:
+        """Add rows of ``hour`` of this day, in source order."""
         if self.ordered:
             if self.last is not None:
                 ts, ids = np.r_[self.last[0], ts], np.r_[self.last[1], ids]
             lower = (ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] < ids[:-1]))
             self.ordered = not lower.any()
         self.last = (int(ts[-1]), int(ids[-1]))
-        minute = (ts[-part.height :] - self.day * DAY_US) // MINUTE_US
-        self.minutes += np.bincount(minute, minlength=HOURS * 60).reshape(HOURS, 60)
-        hour = minute // 60
+        minute = (ts[-part.height :] - self.day * DAY_US) // MINUTE_US % 60
+        self.minutes[hour] += np.bincount(minute, minlength=60)
         if self.writer is None:
             path = self.folder / f"{self.day}-{len(self.segments)}.arrow"
             self.segments.append(path)
             self.writer = ipc.new_file(str(path), ARROW_SCHEMA, options=_SPILL_OPTIONS)
             self.batches = 0
-        if (hour[1:] < hour[:-1]).any():  # hours mixed: group them, source order within each
-            order = np.argsort(hour, kind="stable")
-            part, hour = part[order], hour[order]
-        edges = [0, *(np.flatnonzero(hour[1:] != hour[:-1]) + 1).tolist(), part.height]
-        for low, high in pairwise(edges):
-            table = part.slice(low, high - low).to_arrow().cast(ARROW_SCHEMA)
-            for batch in table.to_batches():
-                self.writer.write_batch(batch)
-                self.hours[int(hour[low])].append((len(self.segments) - 1, self.batches))
-                self.batches += 1
+        for batch in part.to_arrow().cast(ARROW_SCHEMA).to_batches():
+            self.writer.write_batch(batch)
+            self.hours[hour].append((len(self.segments) - 1, self.batches))
+            self.batches += 1
         self.rows += part.height
 
     def close(self) -> None:
@@ -147,39 +143,46 @@ class _DaySpill:
             self.writer.close()
             self.writer = None
 
-    def read(self, hours: range | None = None) -> Iterator[pl.DataFrame]:
-        """The spilled rows of ``hours`` (all: in source order), a record batch at a time."""
+    def read(self, hours: range | None = None) -> Iterator[pa.RecordBatch]:
+        """The spilled record batches of ``hours`` (default: all, in the order written)."""
         self.close()
-        files = [pa.OSFile(str(path)) for path in self.segments]
+        files: dict[int, pa.OSFile] = {}
+        readers: dict[int, ipc.RecordBatchFileReader] = {}
+
+        def reader(segment: int) -> ipc.RecordBatchFileReader:
+            if segment not in readers:
+                files[segment] = pa.OSFile(str(self.segments[segment]))
+                readers[segment] = ipc.open_file(files[segment])
+            return readers[segment]
+
         try:
-            readers = [ipc.open_file(file) for file in files]
             if hours is None:
-                places = [
-                    (s, b) for s, r in enumerate(readers) for b in range(r.num_record_batches)
-                ]
+                for segment in range(len(self.segments)):
+                    for batch in range(reader(segment).num_record_batches):
+                        yield reader(segment).get_batch(batch)
             else:
-                places = [place for hour in hours for place in self.hours[hour]]
-            for segment, batch in places:
-                yield pl.from_arrow(readers[segment].get_batch(batch))  # type: ignore[misc]
+                for segment, batch in (place for hour in hours for place in self.hours[hour]):
+                    yield reader(segment).get_batch(batch)
         finally:
-            for file in files:
+            for file in files.values():
                 file.close()
+
+    def _frame(self, hours: range) -> pl.DataFrame:
+        return pl.from_arrow(pa.Table.from_batches(self.read(hours), ARROW_SCHEMA))  # type: ignore[return-value]
 
     def sorted_slices(self, limit: int) -> Iterator[pl.DataFrame]:
         """The day sorted, in slices of whole hours, or of whole minutes of a busy hour, of at
         most ``limit`` rows each (a busier single minute alone)."""
         for low, high in _ranges(self.minutes.sum(axis=1), limit):
             if self.minutes[low:high].sum() <= limit:
-                yield sort_trades(pl.concat(self.read(range(low, high))))
+                yield sort_trades(self._frame(range(low, high)))
                 continue
             at = self.start + timedelta(hours=low)
             for first, stop in _ranges(self.minutes[low], limit):
-                inside = pl.col("exchange_ts").is_between(
-                    at + timedelta(minutes=first), at + timedelta(minutes=stop), closed="left"
-                )
-                yield sort_trades(
-                    pl.concat(b.filter(inside) for b in self.read(range(low, low + 1)))
-                )
+                begin, end = at + timedelta(minutes=first), at + timedelta(minutes=stop)
+                inside = pl.col("exchange_ts").is_between(begin, end, closed="left")
+                parts = [pl.from_arrow(b).filter(inside) for b in self.read(range(low, high))]
+                yield sort_trades(pl.concat(parts))  # type: ignore[arg-type]
 
 
 class _RowGroups:
@@ -331,17 +334,23 @@ class TradeSink:
         self.part.unlink()
 
     def _spill(self, kept: pl.DataFrame) -> None:
+        """Spill rows an hour at a time, in source order: the runs of rows of one hour as they
+        come, or, when the hours alternate often, the rows grouped by hour first."""
         ts, ids = _keys(kept)
-        days = ts // DAY_US
-        if days[0] == days[-1] and (days == days[0]).all():
-            self._spill_day(int(days[0]), kept, ts, ids)
-            return
-        keyed = kept.with_columns(pl.Series("_day", days))
-        for (day,), group in keyed.partition_by("_day", as_dict=True, maintain_order=True).items():
-            part = group.drop("_day")
-            self._spill_day(int(day), part, *_keys(part))  # type: ignore[call-overload]
+        hours = ts // HOUR_US
+        changes = np.flatnonzero(hours[1:] != hours[:-1]) + 1
+        if changes.size > MAX_HOUR_RUNS:
+            order = np.argsort(hours, kind="stable")
+            kept, ts, ids, hours = kept[order], ts[order], ids[order], hours[order]
+            changes = np.flatnonzero(hours[1:] != hours[:-1]) + 1
+        edges = [0, *changes.tolist(), kept.height]
+        for low, high in pairwise(edges):
+            day, hour = divmod(int(hours[low]), HOURS)
+            part = kept.slice(low, high - low)
+            self._spill_day(day).append(hour, part, ts[low:high], ids[low:high])
 
-    def _spill_day(self, day: int, part: pl.DataFrame, ts: np.ndarray, ids: np.ndarray) -> None:
+    def _spill_day(self, day: int) -> _DaySpill:
+        """The spill of ``day``, its segment kept open (the least recently used ones closed)."""
         assert self.folder is not None
         spill = self.days.get(day) or self.days.setdefault(day, _DaySpill(day, self.folder))
         if day in self.open:
@@ -349,7 +358,7 @@ class TradeSink:
         self.open.append(day)
         while len(self.open) > MAX_OPEN_SPILLS:
             self.days[self.open.pop(0)].close()
-        spill.append(part, ts, ids)
+        return spill
 
     def commit(self) -> list[date]:
         """Write ``dest`` (the days in order) and fill the report; the days with trades."""
@@ -365,9 +374,12 @@ class TradeSink:
         return groups.days
 
     def _write_day(self, spill: _DaySpill, groups: _RowGroups) -> None:
-        slices = spill.read() if spill.ordered else spill.sorted_slices(SORT_ROWS)
-        for trades in slices:
-            groups.add(trades, spill.day)
+        if spill.ordered:
+            for batch in spill.read():
+                groups.add(pl.from_arrow(batch), spill.day)  # type: ignore[arg-type]
+        else:
+            for trades in spill.sorted_slices(SORT_ROWS):
+                groups.add(trades, spill.day)
         for path in spill.segments:
             path.unlink()
 
