@@ -1,7 +1,7 @@
 """Object storage for the pipeline's files: a local folder or an S3 bucket, no Dagster.
 
 An *object* is one immutable-looking file under a *key* (a ``/``-separated relative path).
-Keys are built only by :func:`flow_key` and :func:`trades_key`, which validate every part, and
+Keys are built only by :func:`unit_prefix` and :func:`summary_key`, which validate every part, and
 every store method checks the key again, so no input can address anything outside the store.
 
 Layout (the instrument-months are published as units, see :mod:`flow_assets.publish`):
