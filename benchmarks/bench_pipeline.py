@@ -28,6 +28,11 @@ memory), cached under ``data/bench/pipeline/archive-s<scale>-seed<seed>/`` in th
     .venv/bin/python benchmarks/bench_pipeline.py all --scale 0.02    # quick check (< 2 min)
     .venv/bin/python benchmarks/bench_pipeline.py generate --scale 0.02
     .venv/bin/python benchmarks/bench_pipeline.py run --scale 0.02 --only W1,M,M+1
+    .venv/bin/python benchmarks/bench_pipeline.py profile --label M --py-spy PATH  # optional
+
+The code measured is ``flow_assets`` of one commit (``--commit``, default HEAD) exported with
+``git archive`` into the run folder and put first on ``PYTHONPATH`` of every process: commits
+landing while a run lasts (every Dagster step process imports the code afresh) change nothing.
 
 Everything but generation and the floor child imports the standard library only at module level,
 so the wrapper that launches Dagster stays small (its own memory is not in the figures).
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
@@ -44,6 +50,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -51,6 +58,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "data" / "bench" / "pipeline"
+SCRIPT = str(Path(__file__).resolve())
 PYTHON = sys.executable
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
@@ -374,7 +382,7 @@ def measure(cmd: list[str], env: dict[str, str], log_path: Path) -> dict:
     t0_epoch = time.time()
     t0 = time.perf_counter()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         last_series = -1.0
         while True:
             done = proc.poll() is not None
@@ -528,16 +536,16 @@ def collect(months_json: str) -> dict:
 
 def floor_wrapper(zip_path: Path, workdir: Path, log_path: Path) -> dict:
     """(Wrapper process) the floor child, measured the same way as the pipeline."""
-    cmd = [PYTHON, __file__, "floor-child", str(zip_path), str(workdir)]
+    cmd = [PYTHON, SCRIPT, "floor-child", str(zip_path), str(workdir)]
     result = measure(cmd, dict(os.environ), log_path)
     lines = log_path.read_text().strip().splitlines()
     result["floor"] = json.loads(lines[-1]) if result["returncode"] == 0 and lines else None
     return result
 
 
-def _child_json(args: list[str], env: dict[str, str]) -> dict:
+def _child_json(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
     out = subprocess.run(
-        [PYTHON, __file__, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+        [PYTHON, SCRIPT, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
         raise RuntimeError(f"{args[0]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -575,16 +583,48 @@ def machine() -> dict:
     }
 
 
-def run(scale: float, seed: int, only: set[str] | None, tag: str | None) -> dict:
-    """Floor then pipeline for each month, in order; the results (also written as JSON)."""
-    sys.path.insert(0, str(ROOT))
-    from flow_assets.sources.mirror import ArchiveServer  # noqa: PLC0415
+def snapshot(out_dir: Path, commit: str) -> tuple[Path, dict[str, str]]:
+    """``commit``'s ``flow_assets`` exported (``git archive``) to ``out_dir/src``, and the
+    environment that makes every process of the run import it from there.
 
+    Others commit to the repository while a run lasts, and every Dagster step process imports
+    the code afresh: without a snapshot, months of one run could measure different code.
+    """
+    src = out_dir / "src"
+    src.mkdir(parents=True)
+    data = subprocess.run(
+        ["git", "archive", "--format=tar", commit, "flow_assets"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(src, filter="data")
+    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    probe = "import flow_assets; print(flow_assets.__file__)"
+    where = subprocess.run(
+        [PYTHON, "-c", probe], env=env, cwd=src, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if not where.startswith(str(src)):
+        raise RuntimeError(f"flow_assets resolves to {where}, not to the snapshot {src}")
+    return src, env
+
+
+def run(
+    scale: float, seed: int, only: set[str] | None, tag: str | None, commit: str = "HEAD"
+) -> dict:
+    """Floor then pipeline for each month, in order; the results (also written as JSON)."""
     root = archive_root(scale, seed)
     name = tag or f"s{scale:g}-seed{seed}"
     out_dir = BENCH_DIR / f"run-{name}"
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a fresh store and Dagster instance for every run
+    head = _git("rev-parse", commit)
+    src, code_env = snapshot(out_dir, head)
+    sys.path.insert(0, str(src))
+    from flow_assets.sources.mirror import ArchiveServer  # noqa: PLC0415
+
     (out_dir / "logs").mkdir(parents=True)
     home = out_dir / "dagster_home"
     home.mkdir()
@@ -603,15 +643,13 @@ def run(scale: float, seed: int, only: set[str] | None, tag: str | None) -> dict
         if not sidecar.exists():
             raise SystemExit(f"{sidecar} is missing: run `generate --scale {scale:g}` first")
         facts[spec.label] = json.loads(sidecar.read_text())
-    head = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "flow_assets")
     results: dict = {
         "scale": scale,
         "seed": seed,
         "commit": head,
-        "flow_assets_uncommitted_changes": dirty.splitlines(),
+        "code": f"flow_assets of {head} (git archive into {src})",
         "shim_present": "TEMPORARY SHIM"
-        in (ROOT / "flow_assets/orchestration/resources.py").read_text(),
+        in (src / "flow_assets/orchestration/resources.py").read_text(),
         "machine": machine(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "months": {},
@@ -619,7 +657,7 @@ def run(scale: float, seed: int, only: set[str] | None, tag: str | None) -> dict
     json_path = BENCH_DIR / f"results-{name}.json"
     with ArchiveServer(root) as server:
         env = {
-            **os.environ,
+            **code_env,
             "DAGSTER_HOME": str(home),
             "FLOW_ASSETS_STORAGE_URL": str(store),
             "FLOW_ASSETS_BINANCE_URL": server.url,
@@ -646,6 +684,7 @@ def run(scale: float, seed: int, only: set[str] | None, tag: str | None) -> dict
                     str(out_dir / "logs" / f"{spec.label}-floor.log"),
                 ],
                 env,
+                src,
             )
             if floor["floor"] is None:
                 raise RuntimeError(f"floor of {spec.label} failed: see {out_dir / 'logs'}")
@@ -658,7 +697,7 @@ def run(scale: float, seed: int, only: set[str] | None, tag: str | None) -> dict
             )
             print(f"[{_now()}] {spec.label} {spec.period}: pipeline ...", flush=True)
             log_path = out_dir / "logs" / f"{spec.label}-pipeline.log"
-            pipe = _child_json(["pipeline-wrapper", spec.partition, str(log_path)], env)
+            pipe = _child_json(["pipeline-wrapper", spec.partition, str(log_path)], env, src)
             row["pipeline"] = pipe
             results["months"][spec.label] = row
             if pipe["returncode"] != 0:
@@ -677,7 +716,7 @@ def run(scale: float, seed: int, only: set[str] | None, tag: str | None) -> dict
             for label, row in results["months"].items()
             if row["pipeline"]["returncode"] == 0
         }
-        collected = _child_json(["collect", json.dumps(done)], env)
+        collected = _child_json(["collect", json.dumps(done)], env, src)
     for label, row in results["months"].items():
         row["pipeline"].update(collected.get(label, {}))
         row["checks"] = _checks(row)
@@ -929,17 +968,21 @@ def categorize(stack: str) -> str:
     return "dagster (event log, sqlite, runtime)"
 
 
-def profile(scale: float, seed: int, label: str, py_spy: str, rate: int) -> dict:
+def profile(
+    scale: float, seed: int, label: str, py_spy: str, rate: int, commit: str = "HEAD"
+) -> dict:
     """Materialize one month under ``py-spy record --subprocesses --idle`` (a fresh store; ``M+1``
     after an unprofiled ``M``) and attribute the main threads' wall time to categories."""
-    sys.path.insert(0, str(ROOT))
-    from flow_assets.sources.mirror import ArchiveServer  # noqa: PLC0415
-
     specs = {s.label: s for s in plan(scale)}
     todo = ["M", "M+1"] if label == "M+1" else [label]
     out_dir = BENCH_DIR / f"profile-s{scale:g}-{label}"
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    head = _git("rev-parse", commit)
+    src, code_env = snapshot(out_dir, head)
+    sys.path.insert(0, str(src))
+    from flow_assets.sources.mirror import ArchiveServer  # noqa: PLC0415
+
     (out_dir / "dagster_home").mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", out_dir / "dagster_home" / "dagster.yaml")
     instruments = out_dir / "instruments.yaml"
@@ -949,7 +992,7 @@ def profile(scale: float, seed: int, label: str, py_spy: str, rate: int) -> dict
     raw = out_dir / "py-spy.txt"
     with ArchiveServer(archive_root(scale, seed)) as server:
         env = {
-            **os.environ,
+            **code_env,
             "DAGSTER_HOME": str(out_dir / "dagster_home"),
             "FLOW_ASSETS_STORAGE_URL": str(out_dir / "store"),
             "FLOW_ASSETS_BINANCE_URL": server.url,
@@ -973,7 +1016,7 @@ def profile(scale: float, seed: int, label: str, py_spy: str, rate: int) -> dict
             t0 = time.perf_counter()
             with (out_dir / f"{name}.log").open("wb") as log:
                 subprocess.run(
-                    cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True
+                    cmd, env=env, cwd=src, stdout=log, stderr=subprocess.STDOUT, check=True
                 )
             print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
     seconds: dict[str, float] = {}
@@ -993,6 +1036,7 @@ def profile(scale: float, seed: int, label: str, py_spy: str, rate: int) -> dict
         seconds[key] = seconds.get(key, 0.0) + int(count) / rate
     result = dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
     (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
+    print(f"code: flow_assets of {head}")
     print(f"main-thread wall seconds by category (py-spy at {rate} Hz, idle included):")
     for key, value in result.items():
         print(f"  {value:8.1f}  {key}")
@@ -1009,12 +1053,14 @@ def main(argv: list[str] | None = None) -> None:
         if name != "generate":
             p.add_argument("--only", default=None, help="comma-separated labels: W1,W2,W4,M,M+1")
             p.add_argument("--tag", default=None, help="name of the run folder and results JSON")
+            p.add_argument("--commit", default="HEAD", help="the commit whose code is measured")
     p = sub.add_parser("profile", help="one month under py-spy (optional)")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--label", default="M", choices=["W1", "W2", "W4", "M", "M+1"])
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     p.add_argument("--rate", type=int, default=20, help="samples per second")
+    p.add_argument("--commit", default="HEAD", help="the commit whose code is profiled")
     p = sub.add_parser("floor-child")
     p.add_argument("zip")
     p.add_argument("workdir")
@@ -1035,9 +1081,9 @@ def main(argv: list[str] | None = None) -> None:
             cmd = [PYTHON, __file__, "generate", "--scale", f"{ns.scale:g}", "--seed", str(ns.seed)]
             subprocess.run(cmd, check=True, cwd=ROOT)
         only = set(ns.only.split(",")) if ns.only else None
-        run(ns.scale, ns.seed, only, ns.tag)
+        run(ns.scale, ns.seed, only, ns.tag, ns.commit)
     elif ns.command == "profile":
-        profile(ns.scale, ns.seed, ns.label, ns.py_spy, ns.rate)
+        profile(ns.scale, ns.seed, ns.label, ns.py_spy, ns.rate, ns.commit)
     elif ns.command == "floor-child":
         print(json.dumps(floor_child(Path(ns.zip), Path(ns.workdir))))
     elif ns.command == "floor-wrapper":
