@@ -1,13 +1,14 @@
 """What a fetch read, dropped and covered, and the row policies every source shares.
 
-Row policies (applied by :func:`clean_trades`, counted in the report):
+Row policies (applied by :class:`RowPolicies`, batch by batch in source order, by the streaming
+ingestion and, in one batch, by :func:`clean_trades`; counted in the report), in this order:
 
 * zero-quantity rows are dropped (``rows_dropped["zero_quantity"]``); Binance has published
   months with many of them and they carry no flow;
-* a trade id seen more than once keeps its first occurrence in source order
-  (``rows_dropped["duplicate_id"]``);
 * rows outside the requested period are dropped (``rows_dropped["outside_period"]``); for OKX
   this is expected, its UTC+8 day files straddle UTC month edges;
+* a trade id seen more than once keeps its first occurrence in source order, across the whole
+  period (``rows_dropped["duplicate_id"]``);
 * rows out of order are sorted by ``(exchange_ts, trade_id)``; ``rows_reordered`` counts the rows
   that were smaller than the one before them in source order.
 """
