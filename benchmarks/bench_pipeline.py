@@ -809,6 +809,17 @@ def phases(pipe: dict) -> dict[str, float]:
     return out
 
 
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least squares ``y = intercept + slope * x``: (slope, intercept, R^2)."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = my - slope * mx
+    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    return slope, intercept, (1 - ss_res / ss_tot) if ss_tot else 1.0
+
+
 def summarize(results: dict) -> dict:
     """Ratios and verdicts against the issue's targets."""
     months = results["months"]
@@ -826,6 +837,9 @@ def summarize(results: dict) -> dict:
             "steps_s": steps_s,
             "ratio_pipeline_floor": row["pipeline"]["wall_s"] / floor,
             "ratio_steps_floor": steps_s / floor,
+            "cpu_pipeline_s": row["pipeline"]["tree_cpu_s"],
+            "cpu_floor_s": row["floor"]["tree_cpu_s"],
+            "ratio_cpu": row["pipeline"]["tree_cpu_s"] / row["floor"]["tree_cpu_s"],
             "peak_rss_max_process_mib": row["pipeline"]["peak_rss_max_process_mib"],
             "peak_rss_tree_mib": row["pipeline"]["peak_rss_tree_mib"],
         }
@@ -833,19 +847,13 @@ def summarize(results: dict) -> dict:
     weeks = [per[k] for k in ("W1", "W2", "W4") if k in per]
     if len(weeks) >= 2:
         xs = [w["trades"] / 1e6 for w in weeks]
-        for what in ("pipeline_s", "steps_s"):
+        for what in ("pipeline_s", "steps_s", "cpu_pipeline_s"):
             ys = [w[what] for w in weeks]
-            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-                (x - mx) ** 2 for x in xs
-            )
-            intercept = my - slope * mx
-            ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
-            ss_tot = sum((y - my) ** 2 for y in ys)
+            slope, intercept, r2 = _fit(xs, ys)
             summary[f"weeks_fit_{what}"] = {
                 "seconds_per_million_trades": slope,
                 "intercept_s": intercept,
-                "r2": 1 - ss_res / ss_tot if ss_tot else 1.0,
+                "r2": r2,
                 "seconds_per_million_each": [y / x for x, y in zip(xs, ys, strict=True)],
             }
         rss = [w["peak_rss_max_process_mib"] for w in weeks]
@@ -867,6 +875,65 @@ def summarize(results: dict) -> dict:
     return summary
 
 
+def report(paths: list[Path]) -> None:
+    """Medians over several runs (results JSONs) of the figures that load on a shared machine
+    moves the most; every run's own figures as well."""
+    import statistics  # noqa: PLC0415
+
+    runs = [json.loads(p.read_text()) for p in paths]
+    for r in runs:
+        r["summary"] = summarize(r)  # recomputed: older JSONs lack some fields
+    labels = [label for label in ("W1", "W2", "W4", "M", "M+1") if label in runs[0]["months"]]
+    fields = [
+        ("floor_s", "floor s", ".1f"),
+        ("pipeline_s", "pipe s", ".1f"),
+        ("steps_s", "steps s", ".1f"),
+        ("ratio_pipeline_floor", "pipe/floor", ".2f"),
+        ("ratio_steps_floor", "steps/floor", ".2f"),
+        ("cpu_floor_s", "floor cpu", ".0f"),
+        ("cpu_pipeline_s", "pipe cpu", ".0f"),
+        ("ratio_cpu", "cpu ratio", ".2f"),
+        ("peak_rss_max_process_mib", "RSS max", ",.0f"),
+        ("peak_rss_tree_mib", "RSS tree", ",.0f"),
+    ]
+    print(
+        "runs: "
+        + ", ".join(f"{p.name} ({r['commit'][:8]})" for p, r in zip(paths, runs, strict=True))
+    )
+    for label in labels:
+        per = [r["summary"]["per_month"][label] for r in runs]
+        print(f"{label} ({per[0]['trades']:,} trades)")
+        for key, name, fmt in fields:
+            values = [p.get(key) for p in per if p.get(key) is not None]
+            if not values:
+                continue
+            each = "  ".join(format(v, fmt) for v in values)
+            print(f"  {name:<12} median {format(statistics.median(values), fmt):>8}   runs: {each}")
+    for key in ("M1_over_M", "M1_over_M_steps"):
+        values = [r["summary"][key] for r in runs if key in r["summary"]]
+        if values:
+            each = "  ".join(f"{v:.2f}" for v in values)
+            print(f"{key:<16} median {statistics.median(values):.2f}   runs: {each}")
+    if "M" in labels and "M+1" in labels:
+        for what in ("pipeline_s", "cpu_pipeline_s"):
+            m = statistics.median(r["summary"]["per_month"]["M"][what] for r in runs)
+            m1 = statistics.median(r["summary"]["per_month"]["M+1"][what] for r in runs)
+            print(f"median M+1 / median M ({what}): {m1 / m:.2f}")
+    weeks = [w for w in ("W1", "W2", "W4") if w in labels]
+    if len(weeks) == 3:
+        for what in ("pipeline_s", "steps_s", "cpu_pipeline_s"):
+            med = [
+                statistics.median(r["summary"]["per_month"][w][what] for r in runs) for w in weeks
+            ]
+            trades = [runs[0]["summary"]["per_month"][w]["trades"] / 1e6 for w in weeks]
+            per_m = "  ".join(f"{y / x:.3f}" for x, y in zip(trades, med, strict=True))
+            slope, intercept, r2 = _fit(trades, med)
+            print(
+                f"weeks, median {what}: per M trades (W1 W2 W4) {per_m}; fit {slope:.3f} s per "
+                f"M trades + {intercept:.1f} s (R^2 {r2:.4f})"
+            )
+
+
 def print_table(results: dict) -> None:
     print()
     print(
@@ -875,6 +942,7 @@ def print_table(results: dict) -> None:
     )
     head = (
         f"{'month':<5} {'trades':>12} {'zip MiB':>8} {'floor s':>8} {'pipe s':>8} {'ratio':>6} "
+        f"{'cpu f/p s':>9} {'cpu rat':>7} "
         f"{'raw s':>7} {'bars s':>7} {'RSS max':>8} {'RSS tree':>9} {'ru_max':>7} "
         f"{'floorRSS':>9} {'load':>9} {'check':>5}"
     )
@@ -890,6 +958,8 @@ def print_table(results: dict) -> None:
             f"{label:<5} {row['trades']:>12,} {row['zip_mib']:>8,.0f} "
             f"{floor['floor']['floor_s']:>8.1f} {pipe['wall_s']:>8.1f} "
             f"{pipe['wall_s'] / floor['floor']['floor_s']:>5.2f}x "
+            f"{floor['tree_cpu_s']:>4.0f}/{pipe['tree_cpu_s']:<4.0f} "
+            f"{pipe['tree_cpu_s'] / floor['tree_cpu_s']:>6.2f}x "
             f"{steps.get('raw_trades', {}).get('step_s', float('nan')):>7.1f} "
             f"{steps.get('flow_bars', {}).get('step_s', float('nan')):>7.1f} "
             f"{pipe['peak_rss_max_process_mib']:>8,.0f} {pipe['peak_rss_tree_mib']:>9,.0f} "
@@ -906,7 +976,7 @@ def print_table(results: dict) -> None:
                 + "".join(f"{r['phases'].get(name, float('nan')):>8.1f}" for r in rows)
             )
     s = results.get("summary", {})
-    for what in ("pipeline_s", "steps_s"):
+    for what in ("pipeline_s", "steps_s", "cpu_pipeline_s"):
         fit = s.get(f"weeks_fit_{what}")
         if fit:
             each = ", ".join(f"{v:.3f}" for v in fit["seconds_per_million_each"])
@@ -1054,6 +1124,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--only", default=None, help="comma-separated labels: W1,W2,W4,M,M+1")
             p.add_argument("--tag", default=None, help="name of the run folder and results JSON")
             p.add_argument("--commit", default="HEAD", help="the commit whose code is measured")
+    p = sub.add_parser("report", help="medians over several results JSONs")
+    p.add_argument("results", nargs="+", type=Path)
     p = sub.add_parser("profile", help="one month under py-spy (optional)")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
@@ -1082,6 +1154,8 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(cmd, check=True, cwd=ROOT)
         only = set(ns.only.split(",")) if ns.only else None
         run(ns.scale, ns.seed, only, ns.tag, ns.commit)
+    elif ns.command == "report":
+        report(ns.results)
     elif ns.command == "profile":
         profile(ns.scale, ns.seed, ns.label, ns.py_spy, ns.rate, ns.commit)
     elif ns.command == "floor-child":
