@@ -336,9 +336,7 @@ def daily_flow_summary_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
         description="Per day and base asset: taker buy/sell notional summed over exchanges, "
         "net flow, buy share and large-order share, from the 1d flow bars.",
     )
-    def summary(
-        context: dg.AssetExecutionContext, store: FlowStore
-    ) -> dg.MaterializeResult:
+    def summary(context: dg.AssetExecutionContext, store: FlowStore) -> dg.MaterializeResult:
         month = date.fromisoformat(context.partition_key)
         objects = store.open()
         found, missing = _daily_bars(objects, partitions, month)
