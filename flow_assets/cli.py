@@ -105,6 +105,7 @@ def api_howto(exchange: str, symbol: str, start: date, end: date, interval: str 
     return "\n".join(
         [
             "Read it through the HTTP API with the product's own client (aperiodic[polars]):",
+            "  .venv/bin/pip install --quiet 'aperiodic[polars]'",
             "  export FLOW_ASSETS_API_SECRET=$(head -c 32 /dev/urandom | base64)",
             "  export KEY=$(.venv/bin/flow-assets keys create --name demo-$RANDOM | tail -1)",
             "  .venv/bin/flow-assets serve & sleep 3   # docs: http://127.0.0.1:8000/api/v1/docs",
