@@ -19,7 +19,7 @@ price * quantity, ``is_taker_buy`` = not is_buyer_maker, ``arrival_ts`` null. Ro
 
 :func:`ingest_month` streams the files one after the other (downloaded with their checksum
 verified first, then read chunk by chunk) into one Parquet file (:mod:`flow_assets.sources.ingest`);
-:func:`fetch_month` reads that file back into memory.
+:func:`flow_assets.sources.fetch_month` reads that file back into memory.
 
 Known defect: in the ``trades`` dataset ``is_buyer_maker`` is true on every row since 2026-07-03.
 A day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side is refused with
@@ -42,10 +42,9 @@ from flow_assets.sources import http
 from flow_assets.sources.csvstream import CsvFormat, field, read_trades, text
 from flow_assets.sources.errors import ArchiveDefectError, MissingFileError, NotPublishedError
 from flow_assets.sources.http import Progress
-from flow_assets.sources.ingest import TradeSink, read_back
+from flow_assets.sources.ingest import TradeSink
 from flow_assets.sources.report import (
     FetchReport,
-    FetchResult,
     FileRecord,
     classify_absent,
     days_between,
@@ -304,32 +303,6 @@ def ingest_month(
                 _ingest_file(session, url, checksum, dataset, sink, workdir, progress)
             sink.commit()
     return report
-
-
-def fetch_month(
-    symbol: str,
-    month: date,
-    *,
-    base_url: str | None = None,
-    dataset: str = "aggTrades",
-    session: requests.Session | None = None,
-    today: date | None = None,
-    allow_missing_days: bool = False,
-) -> FetchResult:
-    """All trades of one UTC month (``month`` = its first day) of an Atlas perpetual, in memory
-    (:func:`ingest_month` into a temporary file, read back)."""
-    return read_back(
-        lambda dest: ingest_month(
-            symbol,
-            month,
-            dest,
-            base_url=base_url,
-            dataset=dataset,
-            session=session,
-            today=today,
-            allow_missing_days=allow_missing_days,
-        )
-    )
 
 
 def probe_month(

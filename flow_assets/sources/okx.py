@@ -20,8 +20,8 @@ contracts, converted with the contract value in force at the trade's time
 OKX publishes no checksums: each file's sha256 and size go into the report
 (``checksum_verified`` false). Row policies are those of :mod:`flow_assets.sources.report`.
 :func:`ingest_month` downloads the month's files (which exist decides its end), then streams
-them in date order into one Parquet file (:mod:`flow_assets.sources.ingest`); :func:`fetch_month`
-reads that file back into memory.
+them in date order into one Parquet file (:mod:`flow_assets.sources.ingest`);
+:func:`flow_assets.sources.fetch_month` reads that file back into memory.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ from flow_assets.sources.binance import to_micros
 from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
 from flow_assets.sources.errors import MissingFileError, NotPublishedError
 from flow_assets.sources.http import Progress
-from flow_assets.sources.ingest import TradeSink, read_back
+from flow_assets.sources.ingest import TradeSink
 from flow_assets.sources.report import (
     FetchReport,
-    FetchResult,
     FileRecord,
     classify_absent,
     days_between,
@@ -233,30 +232,6 @@ def ingest_month(
                 present[day].unlink()
             sink.commit()
     return report
-
-
-def fetch_month(
-    symbol: str,
-    month: date,
-    *,
-    base_url: str | None = None,
-    session: requests.Session | None = None,
-    today: date | None = None,
-    allow_missing_days: bool = False,
-) -> FetchResult:
-    """All trades of one UTC month (``month`` = its first day) of an Atlas perpetual swap, in
-    memory (:func:`ingest_month` into a temporary file, read back)."""
-    return read_back(
-        lambda dest: ingest_month(
-            symbol,
-            month,
-            dest,
-            base_url=base_url,
-            session=session,
-            today=today,
-            allow_missing_days=allow_missing_days,
-        )
-    )
 
 
 def probe_month(
