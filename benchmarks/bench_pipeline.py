@@ -4,8 +4,9 @@ For each synthetic Binance USD-M aggTrades month, in this order, each in a fresh
 
 * **floor**: the ingestion floor named by the issue: unzip the monthly zip to disk (streamed) and
   ``pl.read_csv`` the CSV (all seven columns, typed); time and peak RSS;
-* **pipeline**: ``dagster asset materialize -m flow_assets.definitions --select group:flow
-  --partition '<instrument>|<month>'`` (raw_trades then flow_bars) against an
+* **pipeline**: ``dagster asset materialize -m flow_assets.definitions
+  --select group:binance_futures --partition 'BTC-USDT:USDT|<month>'`` (raw_trades then
+  flow_bars) against an
   :class:`~flow_assets.sources.mirror.ArchiveServer` serving the archive from this process, on a
   persistent ``DAGSTER_HOME`` and store folder; wall clock, the steps' times from the run's event
   log, and peak memory sampled from ``/proc`` every 0.2 s over the process tree: the largest
@@ -72,6 +73,8 @@ SYMBOL = "perpetual-BTC-USDT:USDT"
 NATIVE = "BTCUSDT"
 DATASET = "aggTrades"
 INSTRUMENT = f"{EXCHANGE}:{SYMBOL}"
+PARTITION_INSTRUMENT = "BTC-USDT:USDT"  # its key in the binance_futures assets
+GROUP = "group:binance_futures"
 HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
 
 WEEK_TRADES_PER_DAY = 5_000_000  # ~35M trades a week
@@ -93,7 +96,7 @@ class MonthSpec:
 
     @property
     def partition(self) -> str:
-        return f"{INSTRUMENT}|{self.month.isoformat()}"
+        return f"{PARTITION_INSTRUMENT}|{self.month.isoformat()}"
 
     @property
     def period(self) -> str:
@@ -537,7 +540,7 @@ def pipeline_wrapper(partition: str, log_path: Path) -> dict:
         "-m",
         "flow_assets.definitions",
         "--select",
-        "group:flow",
+        GROUP,
         "--partition",
         partition,
     ]
@@ -1119,7 +1122,7 @@ def profile(
                 "-m",
                 "flow_assets.definitions",
                 "--select",
-                "group:flow",
+                GROUP,
                 "--partition",
                 specs[name].partition,
             ]

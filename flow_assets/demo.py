@@ -5,9 +5,9 @@
    instruments over three months, under ``data/demo/mirror``.
 2. Serves the mirror on 127.0.0.1 and points ``FLOW_ASSETS_BINANCE_URL`` / ``FLOW_ASSETS_OKX_URL``
    at it.
-3. Runs every instrument-month through Dagster (``flow_job``: raw trades, flow bars and their
-   checks), months in order, then the daily cross-exchange summary, on the persistent SQLite
-   instance in ``.dagster_home`` — so the runs, materializations and checks can be browsed in
+3. Runs every instrument-month through Dagster (each exchange's flow job: raw trades, flow bars
+   and their checks), months in order, then the daily cross-exchange summary, on the persistent
+   SQLite instance in ``.dagster_home`` — so the runs, materializations and checks can be browsed in
    ``dagster dev`` afterwards (``--dev`` starts it, with the mirror still served).
 """
 
@@ -27,7 +27,9 @@ import polars as pl
 from flow_assets.cli import api_howto
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry, load_instruments
+from flow_assets.orchestration.automation import flow_job_name
 from flow_assets.orchestration.definitions import build_definitions, default_resources
+from flow_assets.orchestration.partitions import partition_key
 from flow_assets.publish import list_manifests, manifest_key
 from flow_assets.sources.mirror import (
     ArchiveServer,
@@ -108,18 +110,18 @@ def run_backfill(
     months: tuple[date, ...],
     instance: dg.DagsterInstance,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Every instrument-month through ``flow_job`` (months in order), then the summaries."""
-    flow_job = defs.resolve_job_def("flow_job")
+    """Every instrument-month through its exchange's flow job (months in order), then the
+    summaries."""
     summary_job = defs.resolve_job_def("summary_job")
     results = []
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has it all
     tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
     for month in months:
         for entry in entries:
-            key = dg.MultiPartitionKey({"instrument": entry.key, "month": month.isoformat()})
-            print(f"  {key} ...", flush=True)
-            result = flow_job.execute_in_process(
-                partition_key=str(key), instance=instance, tags=tags, run_config=quiet
+            key = str(partition_key(entry, month))
+            print(f"  {entry.exchange} {key} ...", flush=True)
+            result = defs.resolve_job_def(flow_job_name(entry.exchange)).execute_in_process(
+                partition_key=key, instance=instance, tags=tags, run_config=quiet
             )
             results.append(result)
         results.append(

@@ -22,9 +22,11 @@ from polars.testing import assert_frame_equal
 from flow_assets import month as month_mod
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry
-from flow_assets.metrics import ALL_INTERVALS, flow_bars_all
+from flow_assets.metrics import ALL_INTERVALS, BAR_SCHEMA, flow_bars_all
 from flow_assets.orchestration import assets
+from flow_assets.orchestration.automation import flow_job_name
 from flow_assets.orchestration.definitions import build_definitions
+from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
@@ -87,10 +89,13 @@ def _defs(archives: ArchiveSources, store: FlowStore) -> dg.Definitions:
     return build_definitions([BTC, OKX_BTC], {"archives": archives, "store": store})
 
 
+def _key(entry: InstrumentEntry, month: date) -> str:
+    return str(partition_key(entry, month))
+
+
 def _run(defs: dg.Definitions, entry: InstrumentEntry, month: date, instance=None):
-    key = dg.MultiPartitionKey({"instrument": entry.key, "month": month.isoformat()})
-    return defs.resolve_job_def("flow_job").execute_in_process(
-        partition_key=str(key),
+    return defs.resolve_job_def(flow_job_name(entry.exchange)).execute_in_process(
+        partition_key=_key(entry, month),
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -131,16 +136,44 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_trades", "daily_flow_summary"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
+    per_exchange = {"raw_trades"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
+    exchanges = ("binance_futures", "okx_perps")
+    assert keys == {"daily_flow_summary"} | {f"{e}/{n}" for e in exchanges for n in per_exchange}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert ("raw_trades", "upstream_defects") in checks
-    assert {("flow_bars_1s", "bars_valid"), ("flow_bars_1d", "nothing_lost")} <= checks
-    bars_1d = dg.AssetKey("flow_bars_1d")
-    assert graph.get(bars_1d).parent_keys == {dg.AssetKey("raw_trades"), bars_1d}
+    assert ("okx_perps/raw_trades", "upstream_defects") in checks
+    assert {
+        ("binance_futures/flow_bars_1s", "bars_valid"),
+        ("okx_perps/flow_bars_1d", "nothing_lost"),
+    } <= checks
+    bars_1d = assets.flow_asset_key("binance-futures", "1d")
+    assert graph.get(bars_1d).parent_keys == {assets.raw_trades_key("binance-futures"), bars_1d}
     assert {s.name for s in defs.sensors} >= {"archive_sensor"}
-    assert [s.name for s in defs.schedules] == ["running_month_schedule"]
-    partitions = defs.resolve_job_def("flow_job").partitions_def
-    assert "binance-futures:perpetual-BTC-USDT:USDT|2024-02-01" in partitions.get_partition_keys()
+    assert [s.name for s in defs.schedules] == [
+        "binance_futures_running_month",
+        "okx_perps_running_month",
+    ]
+    partitions = defs.resolve_job_def("binance_futures_flow_job").partitions_def
+    assert "BTC-USDT:USDT|2024-02-01" in partitions.get_partition_keys()
+
+
+def test_the_catalog_documents_every_column_and_limits_each_archive_host(
+    archives, local_store
+) -> None:
+    """Each bars asset carries the 37 columns with the spec's meaning; each exchange's
+    downloads share one concurrency pool of their own."""
+    defs = _defs(archives, local_store)
+    graph = defs.resolve_asset_graph()
+    for exchange in ("binance-futures", "okx-perps"):
+        for interval in ALL_INTERVALS:
+            node = graph.get(assets.flow_asset_key(exchange, interval))
+            columns = node.metadata["dagster/column_schema"].columns
+            assert [c.name for c in columns] == list(BAR_SCHEMA)
+            assert all(c.description for c in columns)
+            assert node.description.startswith(f"One row per {interval} bar")
+        raw = defs.resolve_assets_def(assets.raw_trades_key(exchange))
+        assert raw.op.pool == f"archive_{exchange.replace('-', '_')}"
+    toxicity = next(c for c in columns if c.name == "flow_toxicity_score")
+    assert "W=60, k=5" in toxicity.description
 
 
 def test_one_partition_end_to_end(archives, local_store, trades) -> None:
@@ -156,21 +189,21 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
         assert bars["taker_buy_count"].sum() + bars["taker_sell_count"].sum() == 600
         assert bars["time"].dtype == pl.Datetime("us")
     for evaluation in _check_evaluations(result).values():  # judged on the run's partition
-        assert evaluation.partition == f"{BTC.key}|{JAN.isoformat()}"
+        assert evaluation.partition == _key(BTC, JAN)
         assert evaluation.target_materialization_data is not None
     materialized = {
         m.asset_key.to_user_string(): m.metadata
-        for m in result.asset_materializations_for_node("raw_trades")
-        + result.asset_materializations_for_node("flow_bars")
+        for m in result.asset_materializations_for_node("binance_futures__raw_trades")
+        + result.asset_materializations_for_node("binance_futures_flow_bars")
     }
-    metadata = materialized["flow_bars_1h"]
+    metadata = materialized["binance_futures/flow_bars_1h"]
     assert metadata["dagster/row_count"].value == 31 * 24
     assert metadata["trades_in"].value == {"exchange": 600}
     assert metadata["warm_up"].value is True
     assert metadata["history"].value == "warm-up: no published bars for 2023-12"
     assert "dagster/column_lineage" in metadata
     assert "preview" in metadata
-    raw = materialized["raw_trades"]
+    raw = materialized["binance_futures/raw_trades"]
     assert raw["source_files"].value[0]["checksum_verified"] is True
     bars = get_metrics(
         metric="flow",
@@ -228,7 +261,8 @@ def test_months_in_order_equal_one_long_run_from_the_carried_state_alone(
     store.delete(january.key_of("trades"))
     february = _run(defs, BTC, FEB, instance)
     assert february.success
-    history = february.asset_materializations_for_node("flow_bars")[0].metadata["history"]
+    bars = february.asset_materializations_for_node("binance_futures_flow_bars")
+    history = bars[0].metadata["history"]
     assert history.value.startswith("carried from 2024-01")
     assert _run(defs, OKX_BTC, FEB, instance).success
     long_run = flow_bars_all(
@@ -258,10 +292,10 @@ def test_a_month_before_the_instruments_start_is_refused(archives, local_store) 
 
 def test_bars_of_a_month_without_raw_trades_fail_and_write_nothing(archives, local_store) -> None:
     defs = _defs(archives, local_store)
-    flow_keys = [assets.flow_asset_key(i) for i in ALL_INTERVALS]
-    job = defs.resolve_implicit_global_asset_job_def()
+    flow_keys = [assets.flow_asset_key(BTC.exchange, i) for i in ALL_INTERVALS]
+    job = defs.resolve_job_def(flow_job_name(BTC.exchange))
     alone = job.execute_in_process(
-        partition_key=f"{BTC.key}|{FEB.isoformat()}",
+        partition_key=_key(BTC, FEB),
         asset_selection=flow_keys,
         raise_on_error=False,
         instance=dg.DagsterInstance.ephemeral(),
@@ -275,11 +309,14 @@ def test_bars_of_a_month_without_raw_trades_fail_and_write_nothing(archives, loc
 
 def test_a_month_is_materialized_whole_never_one_interval_alone(archives, local_store) -> None:
     """The intervals of a month are one published unit: a subset cannot be selected."""
-    job = _defs(archives, local_store).resolve_implicit_global_asset_job_def()
+    job = _defs(archives, local_store).resolve_job_def(flow_job_name(BTC.exchange))
     with pytest.raises(dg.DagsterInvalidSubsetError, match="flow_bars"):
         job.execute_in_process(
-            partition_key=f"{BTC.key}|{JAN.isoformat()}",
-            asset_selection=[dg.AssetKey("raw_trades"), assets.flow_asset_key("1h")],
+            partition_key=_key(BTC, JAN),
+            asset_selection=[
+                assets.raw_trades_key(BTC.exchange),
+                assets.flow_asset_key(BTC.exchange, "1h"),
+            ],
             instance=dg.DagsterInstance.ephemeral(),
         )
 
@@ -291,8 +328,8 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
 
     defs = _defs(archives, local_store)
     graph = defs.resolve_asset_graph()
-    selection = [k for k in graph.get_all_asset_keys() if k != assets.SUMMARY]
-    keys = [f"{BTC.key}|{m.isoformat()}" for m in (JAN, FEB)]
+    selection = [k for k in graph.get_all_asset_keys() if k.path[0] == "binance_futures"]
+    keys = [_key(BTC, m) for m in (JAN, FEB)]
     backfill = AssetBackfillData.from_asset_partitions(
         asset_graph=graph,
         partition_names=keys,
@@ -335,9 +372,9 @@ def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
     archives = ArchiveSources(binance_url=archive_server.url)
     result = _run(_defs(archives, local_store), BTC, JAN)
     assert not result.success
-    evaluation = _check_evaluations(result)[("raw_trades", "upstream_defects")]
+    evaluation = _check_evaluations(result)[("binance_futures/raw_trades", "upstream_defects")]
     assert not evaluation.passed
-    assert evaluation.partition == f"{BTC.key}|{JAN.isoformat()}"
+    assert evaluation.partition == _key(BTC, JAN)
     assert evaluation.metadata["days_missing"].value == ["2024-01-10"]
     assert "upstream defects block the month's trades" in _failure_text(result)
     assert local_store.open().list_keys() == []
@@ -355,9 +392,9 @@ def test_bars_that_fail_validation_are_not_published(archives, local_store, monk
     result = _run(_defs(archives, local_store), BTC, JAN)
     assert not result.success
     checks = _check_results(result)
-    assert checks[("flow_bars_1h", "bars_valid")] is False
-    assert checks[("flow_bars_1m", "bars_valid")] is True
-    evaluation = _check_evaluations(result)[("flow_bars_1h", "bars_valid")]
+    assert checks[("binance_futures/flow_bars_1h", "bars_valid")] is False
+    assert checks[("binance_futures/flow_bars_1m", "bars_valid")] is True
+    evaluation = _check_evaluations(result)[("binance_futures/flow_bars_1h", "bars_valid")]
     assert "flow_entropy" in evaluation.metadata["exchange_failure_cases"].value
     assert local_store.open().list_keys("flow/") == []
 
@@ -375,9 +412,9 @@ def test_bars_that_do_not_reconcile_with_the_source_are_not_published(
     result = _run(_defs(archives, local_store), BTC, JAN)
     assert not result.success
     checks = _check_results(result)
-    assert checks[("flow_bars_1m", "nothing_lost")] is False
-    assert checks[("flow_bars_1m", "bars_valid")] is True
-    evaluation = _check_evaluations(result)[("flow_bars_1m", "nothing_lost")]
+    assert checks[("binance_futures/flow_bars_1m", "nothing_lost")] is False
+    assert checks[("binance_futures/flow_bars_1m", "bars_valid")] is True
+    evaluation = _check_evaluations(result)[("binance_futures/flow_bars_1m", "nothing_lost")]
     assert evaluation.metadata["unreconciled_timestamps"].value == ["exchange"]
     assert evaluation.metadata["exchange"].value["trades_in_source"] == 601
     assert local_store.open().list_keys("flow/") == []
@@ -396,7 +433,8 @@ def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server)
     sensor = defs.resolve_sensor_def("archive_sensor")
     resources = {"archives": ArchiveSources(binance_url=archive_server.url)}
     first = sensor(dg.build_sensor_context(resources=resources))
-    assert [r.partition_key for r in first.run_requests] == [f"{entry.key}|{last.isoformat()}"]
+    assert [r.partition_key for r in first.run_requests] == [_key(entry, last)]
+    assert first.run_requests[0].job_name == "binance_futures_flow_job"
     assert first.run_requests[0].tags["flow_assets/trigger"] == "published"
     again = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
     assert isinstance(again, dg.SkipReason)
@@ -410,13 +448,13 @@ def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server)
 
 def test_the_schedule_keeps_the_running_month_fresh(archives, local_store) -> None:
     defs = _defs(archives, local_store)
-    schedule = defs.resolve_schedule_def("running_month_schedule")
+    schedule = defs.resolve_schedule_def("binance_futures_running_month")
     repository = defs.get_repository_def()
     mid_january = dg.build_schedule_context(
         scheduled_execution_time=datetime(2024, 1, 15, 1, 30, tzinfo=UTC), repository_def=repository
     )
     requests = schedule.evaluate_tick(mid_january).run_requests
-    assert [r.partition_key for r in requests] == [f"{BTC.key}|2024-01-01"]
+    assert [r.partition_key for r in requests] == ["BTC-USDT:USDT|2024-01-01"]
     first_of_month = dg.build_schedule_context(
         scheduled_execution_time=datetime(2024, 2, 1, 1, 30, tzinfo=UTC), repository_def=repository
     )
@@ -477,9 +515,9 @@ def test_the_cli_materializes_one_instrument_month(archives, local_store, tmp_pa
             "-m",
             "flow_assets.definitions",
             "--select",
-            "group:flow",
+            "group:binance_futures",
             "--partition",
-            f"{BTC.key}|2024-01-01",
+            "BTC-USDT:USDT|2024-01-01",
         ],
         cwd=REPO,
         env=env,

@@ -69,3 +69,58 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
     "time": pl.Datetime("us"),  # bar open, UTC wall clock, no zone (the product's file schema)
     **{name: (pl.Int64() if name in COUNT_FIELDS else pl.Float64()) for name in FLOW_FIELDS},
 }
+
+TRADE_DESCRIPTIONS: dict[str, str] = {
+    "exchange_ts": "Time the exchange reports for the trade (UTC).",
+    "arrival_ts": "Time the trade reached the collector (UTC); only sources that record it.",
+    "trade_id": "The exchange's trade id; ties in time are ordered by it.",
+    "price": "Trade price in the quote currency.",
+    "base_qty": "Quantity in the base asset (contracts converted with the value in force).",
+    "notional": "Value in the quote currency (USD or a USD stablecoin).",
+    "is_taker_buy": "True when the aggressor (taker) bought.",
+}
+
+_HEADLINE_DESCRIPTIONS = {
+    "taker_buy_volume": "Base-asset volume of taker buys in the bar (0 on empty bars).",
+    "taker_sell_volume": "Base-asset volume of taker sells in the bar (0 on empty bars).",
+    "taker_buy_count": "Number of taker-buy trades in the bar.",
+    "taker_sell_count": "Number of taker-sell trades in the bar.",
+    "volume_delta": "taker_buy_volume - taker_sell_volume (base asset).",
+    "volume_delta_notional": "Taker buy notional - taker sell notional (USD).",
+    "flow_entropy": "Binary Shannon entropy (bits) of the buy share of base volume, in [0, 1]; "
+    "null on empty bars.",
+    "flow_toxicity_score": "z(volume_delta_notional) x z(realized volatility over k bars), "
+    "z-scores over the last W bars (defaults W=60, k=5); null during warm-up or at a zero std.",
+    "taker_buy_sell_ratio": "taker_buy_volume / taker_sell_volume; null when no sells.",
+    "taker_buy_sell_count_ratio": "taker_buy_count / taker_sell_count; null when no sells.",
+    "taker_buy_sell_percentage": "Buy share of base volume, a fraction in [0, 1]; null on empty "
+    "bars.",
+    "taker_buy_sell_count_percentage": "Buy share of the trade count, in [0, 1]; null on empty "
+    "bars.",
+}
+_BUCKET_TEMPLATES = {
+    "order_volume": "Notional (USD) of taker {side}s of {size} size ({range}).",
+    "order_count": "Number of taker {side}s of {size} size ({range}).",
+    "order_percentage": "Share of the taker {side} notional in {size} trades ({range}); null "
+    "when that side has none.",
+    "order_count_percentage": "Share of the taker {side} count in {size} trades ({range}); null "
+    "when that side has none.",
+}
+_SIZE_RANGES = {
+    "small": f"notional < {SMALL_MEDIUM_EDGE:g} USD",
+    "medium": f"{SMALL_MEDIUM_EDGE:g} <= notional < {MEDIUM_LARGE_EDGE:g} USD",
+    "large": f"notional >= {MEDIUM_LARGE_EDGE:g} USD",
+}
+BAR_DESCRIPTIONS: dict[str, str] = {
+    "time": "Bar open time, UTC wall clock (no zone); the bar is [time, time + interval).",
+    **_HEADLINE_DESCRIPTIONS,
+    **{
+        bucket_field(side, size, metric): template.format(
+            side=side, size=size, range=_SIZE_RANGES[size]
+        )
+        for metric, template in _BUCKET_TEMPLATES.items()
+        for side in SIDES
+        for size in SIZES
+    },
+}
+assert set(BAR_DESCRIPTIONS) == set(BAR_SCHEMA)

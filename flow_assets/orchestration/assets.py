@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from flow_assets.metrics import ALL_INTERVALS, BAR_SCHEMA, FLOW_FIELDS, TRADE_SCHEMA
+from flow_assets.metrics.schema import BAR_DESCRIPTIONS, TRADE_DESCRIPTIONS
 from flow_assets.metrics.summary import daily_flow_summary
 from flow_assets.month import (
     CODE_VERSION,
@@ -24,16 +25,25 @@ from flow_assets.month import (
     FlowSettings,
     IntervalResult,
     MonthNotReadyError,
+    TradesOutcome,
     publish_flow,
     publish_trades,
 )
-from flow_assets.orchestration.partitions import FlowPartitions
+from flow_assets.orchestration.partitions import (
+    INSTRUMENT,
+    MONTH,
+    ExchangePartitions,
+    FlowPartitions,
+    exchange_slug,
+)
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
+from flow_assets.sources import DownloadError
 from flow_assets.store import ObjectStore, summary_key
 
-RAW_TRADES = dg.AssetKey("raw_trades")
 SUMMARY = dg.AssetKey("daily_flow_summary")
+DOWNLOAD_RETRIES = 3  # a month whose archive host keeps failing is retried this often, later
+DOWNLOAD_RETRY_WAIT = 120  # seconds
 # No backfill policy: Dagster's default, one run per partition, tagged with its partition (so
 # dagster.yaml's per-instrument run limit applies), and a self-dependent asset's partitions are
 # requested only once their previous month is materialized (months in order). With
@@ -42,13 +52,29 @@ SUMMARY = dg.AssetKey("daily_flow_summary")
 PREVIEW_COLUMNS = ["time", "taker_buy_volume", "taker_sell_volume", "flow_toxicity_score"]
 
 
-def flow_asset_key(interval: str) -> dg.AssetKey:
-    """Asset key of the flow bars of one interval, e.g. ``flow_bars_1m``."""
-    return dg.AssetKey(f"flow_bars_{interval}")
+def raw_trades_key(exchange: str) -> dg.AssetKey:
+    """Asset key of an exchange's raw trades, e.g. ``binance_futures/raw_trades``."""
+    return dg.AssetKey([exchange_slug(exchange), "raw_trades"])
 
 
-def _schema_metadata(schema: dict[str, pl.DataType]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(n, str(t)) for n, t in schema.items()])
+def flow_asset_key(exchange: str, interval: str) -> dg.AssetKey:
+    """Asset key of an exchange's bars of one interval, e.g. ``binance_futures/flow_bars_1m``."""
+    return dg.AssetKey([exchange_slug(exchange), f"flow_bars_{interval}"])
+
+
+def archive_pool(exchange: str) -> str:
+    """The concurrency pool of an exchange's archive downloads (limit: ``dagster.yaml``)."""
+    return f"archive_{exchange_slug(exchange)}"
+
+
+def _schema_metadata(
+    schema: dict[str, pl.DataType], descriptions: dict[str, str] | None = None
+) -> dg.TableSchema:
+    """The column schema the Dagster catalog shows: name, dtype and what the column means."""
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[dg.TableColumn(n, str(t), descriptions.get(n)) for n, t in schema.items()]
+    )
 
 
 def _markdown_table(frame: pl.DataFrame) -> dg.MetadataValue:
@@ -59,12 +85,12 @@ def _markdown_table(frame: pl.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def _column_lineage(timestamp: str) -> dg.TableColumnLineage:
+def _column_lineage(exchange: str, timestamp: str) -> dg.TableColumnLineage:
     """Which raw-trade columns each flow field is computed from."""
     time_column = "exchange_ts" if timestamp == "exchange" else "arrival_ts"
 
     def deps(*columns: str) -> list[dg.TableColumnDep]:
-        return [dg.TableColumnDep(RAW_TRADES, c) for c in (time_column, *columns)]
+        return [dg.TableColumnDep(raw_trades_key(exchange), c) for c in (time_column, *columns)]
 
     lineage = {"time": deps()}
     for name in FLOW_FIELDS:
@@ -91,9 +117,9 @@ def _failure_cases(cases: pl.DataFrame, limit: int = 20) -> dict[str, Any]:
     }
 
 
-def _bar_checks(result: IntervalResult) -> list[dg.AssetCheckResult]:
+def _bar_checks(exchange: str, result: IntervalResult) -> list[dg.AssetCheckResult]:
     """The two checks of one interval's bars (recorded on the run's partition)."""
-    asset_key = flow_asset_key(result.interval)
+    asset_key = flow_asset_key(exchange, result.interval)
     return [
         dg.AssetCheckResult(
             asset_key=asset_key,
@@ -118,7 +144,7 @@ def _bar_checks(result: IntervalResult) -> list[dg.AssetCheckResult]:
 
 
 def _bars_materialization(
-    outcome: FlowOutcome, result: IntervalResult, store: ObjectStore
+    exchange: str, outcome: FlowOutcome, result: IntervalResult, store: ObjectStore
 ) -> dg.MaterializeResult:
     """One interval's materialization, its checks attached."""
     assert outcome.manifest is not None
@@ -126,8 +152,8 @@ def _bars_materialization(
     metadata: dict[str, Any] = {
         "dagster/row_count": result.rows["exchange"],
         "dagster/uri": manifest_uri,
-        "dagster/column_schema": _schema_metadata(BAR_SCHEMA),
-        "dagster/column_lineage": _column_lineage("exchange"),
+        "dagster/column_schema": _schema_metadata(BAR_SCHEMA, BAR_DESCRIPTIONS),
+        "dagster/column_lineage": _column_lineage(exchange, "exchange"),
         "paths": dg.MetadataValue.json({ts: store.uri(k) for ts, k in result.keys.items()}),
         "version": outcome.manifest.version,
         "trades_in": dg.MetadataValue.json(outcome.trades_in),
@@ -139,34 +165,37 @@ def _bars_materialization(
     if result.preview is not None:
         metadata["preview"] = _markdown_table(result.preview.select(PREVIEW_COLUMNS))
     return dg.MaterializeResult(
-        asset_key=flow_asset_key(result.interval),
+        asset_key=flow_asset_key(exchange, result.interval),
         data_version=dg.DataVersion(outcome.data_version),
         metadata=metadata,
-        check_results=_bar_checks(result),
+        check_results=_bar_checks(exchange, result),
     )
 
 
 def build_assets(partitions: FlowPartitions, settings: FlowSettings) -> list[Any]:
-    """The asset definitions for the instruments of ``partitions``."""
-    return [
-        raw_trades_asset(partitions),
-        flow_bars_asset(partitions, settings),
-        daily_flow_summary_asset(partitions),
+    """The asset definitions for the instruments of ``partitions``: per exchange, then across."""
+    per_exchange = [
+        build(exchange_partitions)
+        for exchange_partitions in partitions.exchanges
+        for build in (raw_trades_asset, lambda p: flow_bars_asset(p, settings))
     ]
+    return [*per_exchange, daily_flow_summary_asset(partitions)]
 
 
-def raw_trades_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
-    """``raw_trades``: one instrument-month of checked, normalized trades."""
+def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
+    """``{exchange}/raw_trades``: one instrument-month of checked, normalized trades."""
+    key = raw_trades_key(partitions.exchange)
 
     @dg.asset(
-        key=RAW_TRADES,
+        key=key,
         partitions_def=partitions.instrument_month,
-        group_name="flow",
+        group_name=partitions.slug,
         code_version="raw-trades-2",
+        pool=archive_pool(partitions.exchange),
         check_specs=[
             dg.AssetCheckSpec(
                 "upstream_defects",
-                asset=RAW_TRADES,
+                asset=key,
                 blocking=True,
                 partitions_def=partitions.instrument_month,
                 description="Days on one side only or missing inside the month block "
@@ -174,24 +203,30 @@ def raw_trades_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
             )
         ],
         kinds={"polars", "parquet"},
-        description="One month of normalized trades of one instrument, from the exchange "
-        "archive (checksums verified, streamed a day at a time), as Parquet in the store.",
+        description=f"One row per trade of one {partitions.exchange} instrument-month: "
+        "normalized trades from the exchange archive (checksums verified, streamed a day at a "
+        "time), as Parquet in the store.",
     )
     def raw_trades(
         context: dg.AssetExecutionContext, archives: ArchiveSources, store: FlowStore
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         entry, month = partitions.resolve(context.partition_key)
         objects = store.open()
-        outcome = publish_trades(
-            objects,
-            entry.exchange,
-            entry.symbol,
-            month,
-            lambda dest: archives.ingest(entry, month, dest, progress=context.log.info),
-            log=context.log.info,
-        )
+        try:
+            outcome = publish_trades(
+                objects,
+                entry.exchange,
+                entry.symbol,
+                month,
+                lambda dest: archives.ingest(entry, month, dest, progress=context.log.info),
+                log=context.log.info,
+            )
+        except DownloadError as error:  # the host kept failing: try the month again later
+            raise dg.RetryRequested(
+                max_retries=DOWNLOAD_RETRIES, seconds_to_wait=DOWNLOAD_RETRY_WAIT
+            ) from error
         check = dg.AssetCheckResult(
-            asset_key=RAW_TRADES,
+            asset_key=key,
             check_name="upstream_defects",
             passed=outcome.severity == "ok",
             severity=dg.AssetCheckSeverity.ERROR
@@ -205,66 +240,60 @@ def raw_trades_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
                 f"{entry.key} {month:%Y-%m}: upstream defects block the month's trades; nothing "
                 f"was published: {outcome.findings}"
             )
-        report = outcome.report
         yield dg.MaterializeResult(
-            asset_key=RAW_TRADES,
+            asset_key=key,
             data_version=dg.DataVersion(outcome.source_version),
-            metadata={
-                "dagster/row_count": outcome.rows,
-                "dagster/uri": objects.uri(outcome.manifest.key_of("trades")),
-                "dagster/column_schema": _schema_metadata(TRADE_SCHEMA),
-                "version": outcome.manifest.version,
-                "rows_read": report["rows_read"],
-                "rows_dropped": dg.MetadataValue.json(report["rows_dropped"]),
-                "source_files": dg.MetadataValue.json(report["files"]),
-                "first_trade": str(report["first_trade"]),
-                "last_trade": str(report["last_trade"]),
-                "complete": report["complete"],
-                "covered_until": str(report["end"]),
-                "sha256": outcome.manifest.files["trades"].sha256,
-            },
+            metadata=_trades_metadata(outcome, objects),
             check_results=[check],
         )
 
     return raw_trades
 
 
-def flow_bars_asset(partitions: FlowPartitions, settings: FlowSettings) -> dg.AssetsDefinition:
-    """``flow_bars_1s`` .. ``flow_bars_1d``: one instrument-month of bars, published whole."""
-    previous_month = dg.MultiPartitionMapping(
+def _trades_metadata(outcome: TradesOutcome, objects: ObjectStore) -> dict[str, Any]:
+    """What the UI shows of a published month of trades."""
+    assert outcome.manifest is not None
+    report = outcome.report
+    return {
+        "dagster/row_count": outcome.rows,
+        "dagster/uri": objects.uri(outcome.manifest.key_of("trades")),
+        "dagster/column_schema": _schema_metadata(TRADE_SCHEMA, TRADE_DESCRIPTIONS),
+        "version": outcome.manifest.version,
+        "rows_read": report["rows_read"],
+        "rows_dropped": dg.MetadataValue.json(report["rows_dropped"]),
+        "source_files": dg.MetadataValue.json(report["files"]),
+        "first_trade": str(report["first_trade"]),
+        "last_trade": str(report["last_trade"]),
+        "complete": report["complete"],
+        "covered_until": str(report["end"]),
+        "sha256": outcome.manifest.files["trades"].sha256,
+    }
+
+
+def _previous_month() -> dg.MultiPartitionMapping:
+    """Same instrument, the month before (a month's rolling fields continue from it)."""
+    return dg.MultiPartitionMapping(
         {
-            "instrument": dg.DimensionPartitionMapping("instrument", dg.IdentityPartitionMapping()),
-            "month": dg.DimensionPartitionMapping(
-                "month",
+            INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
+            MONTH: dg.DimensionPartitionMapping(
+                MONTH,
                 dg.TimeWindowPartitionMapping(
                     start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
                 ),
             ),
         }
     )
-    bar_specs = [
-        dg.AssetSpec(
-            flow_asset_key(interval),
-            group_name="flow",
-            deps=[
-                dg.AssetDep(RAW_TRADES),
-                dg.AssetDep(flow_asset_key(interval), partition_mapping=previous_month),
-            ],
-            code_version=CODE_VERSION,
-            kinds={"polars", "parquet"},
-            description=f"{interval} flow bars (time + 36 fields) of one instrument-month, one "
-            "Parquet file per timestamp source, published with the month's other intervals as "
-            "one unit. The rolling fields continue from the previous month's bars.",
-        )
-        for interval in ALL_INTERVALS
-    ]
-    bar_checks = [
+
+
+def _bar_check_specs(partitions: ExchangePartitions) -> list[dg.AssetCheckSpec]:
+    """``bars_valid`` and ``nothing_lost`` on every interval's bars, per partition."""
+    return [
         spec
         for interval in ALL_INTERVALS
         for spec in (
             dg.AssetCheckSpec(
                 "bars_valid",
-                asset=flow_asset_key(interval),
+                asset=flow_asset_key(partitions.exchange, interval),
                 blocking=True,
                 partitions_def=partitions.instrument_month,
                 description="pandera: dtypes, nulls, ranges and the spec's invariants; runs "
@@ -272,7 +301,7 @@ def flow_bars_asset(partitions: FlowPartitions, settings: FlowSettings) -> dg.As
             ),
             dg.AssetCheckSpec(
                 "nothing_lost",
-                asset=flow_asset_key(interval),
+                asset=flow_asset_key(partitions.exchange, interval),
                 blocking=True,
                 partitions_def=partitions.instrument_month,
                 description="Trades in the month = counts in the bars; volumes sum to the source.",
@@ -280,10 +309,35 @@ def flow_bars_asset(partitions: FlowPartitions, settings: FlowSettings) -> dg.As
         )
     ]
 
+
+def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> dg.AssetsDefinition:
+    """``{exchange}/flow_bars_1s`` .. ``_1d``: one instrument-month of bars, published whole."""
+    exchange = partitions.exchange
+    bar_specs = [
+        dg.AssetSpec(
+            flow_asset_key(exchange, interval),
+            group_name=partitions.slug,
+            deps=[
+                dg.AssetDep(raw_trades_key(exchange)),
+                dg.AssetDep(
+                    flow_asset_key(exchange, interval), partition_mapping=_previous_month()
+                ),
+            ],
+            code_version=CODE_VERSION,
+            kinds={"polars", "parquet"},
+            description=f"One row per {interval} bar (its open time + the 36 flow fields) of one "
+            f"{exchange} instrument-month, one Parquet file per timestamp source, published with "
+            "the month's other intervals as one unit. The rolling fields continue from the "
+            "previous month's bars.",
+            metadata={"dagster/column_schema": _schema_metadata(BAR_SCHEMA, BAR_DESCRIPTIONS)},
+        )
+        for interval in ALL_INTERVALS
+    ]
+
     @dg.multi_asset(
-        name="flow_bars",
+        name=f"{partitions.slug}_flow_bars",
         specs=bar_specs,
-        check_specs=bar_checks,
+        check_specs=_bar_check_specs(partitions),
         partitions_def=partitions.instrument_month,
     )
     def flow_bars(
@@ -305,13 +359,13 @@ def flow_bars_asset(partitions: FlowPartitions, settings: FlowSettings) -> dg.As
             raise dg.Failure(str(error)) from error
         if outcome.manifest is None:
             for result in outcome.intervals.values():
-                yield from _bar_checks(result)
+                yield from _bar_checks(exchange, result)
             raise dg.Failure(
                 f"{entry.key} {month:%Y-%m}: flow bars failed their checks; nothing was "
                 "published (see the asset checks for the failure cases)"
             )
         for result in outcome.intervals.values():
-            yield _bars_materialization(outcome, result, objects)
+            yield _bars_materialization(exchange, outcome, result, objects)
 
     return flow_bars
 
@@ -325,16 +379,17 @@ def daily_flow_summary_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
         group_name="analytics",
         deps=[
             dg.AssetDep(
-                flow_asset_key("1d"),
+                flow_asset_key(exchange.exchange, "1d"),
                 partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
-                    partition_dimension_name="month"
+                    partition_dimension_name=MONTH
                 ),
             )
+            for exchange in partitions.exchanges
         ],
         automation_condition=dg.AutomationCondition.eager(),
         kinds={"polars", "parquet"},
-        description="Per day and base asset: taker buy/sell notional summed over exchanges, "
-        "net flow, buy share and large-order share, from the 1d flow bars.",
+        description="One row per day and base asset: taker buy/sell notional summed over "
+        "exchanges, net flow, buy share and large-order share, from the 1d flow bars.",
     )
     def summary(context: dg.AssetExecutionContext, store: FlowStore) -> dg.MaterializeResult:
         month = date.fromisoformat(context.partition_key)

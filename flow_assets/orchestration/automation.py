@@ -1,4 +1,5 @@
-"""Jobs, the sensor that notices newly published (or revised) months, and the daily schedule."""
+"""The flow jobs (one per exchange), the sensor that notices newly published (or revised)
+months, and the daily schedule."""
 
 import hashlib
 import json
@@ -7,7 +8,13 @@ from typing import Any
 
 import dagster as dg
 
-from flow_assets.orchestration.partitions import FlowPartitions
+from flow_assets.instruments import InstrumentEntry
+from flow_assets.orchestration.partitions import (
+    ExchangePartitions,
+    FlowPartitions,
+    exchange_slug,
+    partition_key,
+)
 from flow_assets.orchestration.resources import ArchiveSources
 from flow_assets.sources import SourceError
 
@@ -25,19 +32,43 @@ def _months_back(current: date, count: int, first: date) -> list[date]:
     return months[::-1]
 
 
-def build_automation(
-    partitions: FlowPartitions,
-) -> tuple[Any, dg.SensorDefinition, dg.ScheduleDefinition]:
-    """``flow_job`` (group ``flow``), ``archive_sensor`` and ``running_month_schedule``."""
-    flow_job = dg.define_asset_job(
-        "flow_job",
-        selection=dg.AssetSelection.groups("flow"),
-        partitions_def=partitions.instrument_month,
-        description="Raw trades and flow bars of one instrument-month.",
+def flow_job_name(exchange: str) -> str:
+    """The job that materializes one instrument-month of an exchange, e.g.
+    ``binance_futures_flow_job``."""
+    return f"{exchange_slug(exchange)}_flow_job"
+
+
+def build_flow_jobs(partitions: FlowPartitions) -> list[Any]:
+    """One job per exchange: its raw trades and flow bars of one instrument-month."""
+    return [
+        dg.define_asset_job(
+            flow_job_name(exchange.exchange),
+            selection=dg.AssetSelection.groups(exchange.slug),
+            partitions_def=exchange.instrument_month,
+            description=f"Raw trades and flow bars of one {exchange.exchange} instrument-month.",
+        )
+        for exchange in partitions.exchanges
+    ]
+
+
+def _request(entry: InstrumentEntry, month: date, run_key: str, **tags: str) -> dg.RunRequest:
+    """A run of ``entry``'s month on its exchange's flow job."""
+    key = partition_key(entry, month)
+    return dg.RunRequest(
+        job_name=flow_job_name(entry.exchange),
+        partition_key=str(key),
+        run_key=f"{entry.key}|{month.isoformat()}@{run_key}",
+        tags=tags,
     )
 
+
+def build_automation(
+    partitions: FlowPartitions, flow_jobs: list[Any]
+) -> tuple[dg.SensorDefinition, list[dg.ScheduleDefinition]]:
+    """``archive_sensor`` over every exchange's flow job, and one running-month schedule each."""
+
     @dg.sensor(
-        job=flow_job,
+        jobs=flow_jobs,
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="Probes the archives (CHECKSUM files / HEAD requests only) for finished "
@@ -56,43 +87,45 @@ def build_automation(
                 except SourceError as error:
                     context.log.warning(f"{entry.key} {month:%Y-%m}: probe failed: {error}")
                     continue
-                key = str(partitions.key(entry, month))
+                key = f"{entry.key}|{month.isoformat()}"
                 if version is None or seen.get(key) == version:
                     continue
                 digest = hashlib.sha256(version.encode()).hexdigest()[:16]
-                requests.append(
-                    dg.RunRequest(
-                        partition_key=key,
-                        run_key=f"{key}@{digest}",
-                        tags={"flow_assets/trigger": "revised" if key in seen else "published"},
-                    )
-                )
+                trigger = "revised" if key in seen else "published"
+                requests.append(_request(entry, month, digest, **{"flow_assets/trigger": trigger}))
                 seen[key] = version
         if not requests:
             return dg.SkipReason("no newly published or revised month")
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
+    return archive_sensor, [
+        running_month_schedule(partitions, exchange, job)
+        for exchange, job in zip(partitions.exchanges, flow_jobs, strict=True)
+    ]
+
+
+def running_month_schedule(
+    partitions: FlowPartitions, exchange: ExchangePartitions, job: Any
+) -> dg.ScheduleDefinition:
+    """``{exchange}_running_month``: each day, the running month of every instrument."""
+
     @dg.schedule(
-        job=flow_job,
+        name=f"{exchange.slug}_running_month",
         cron_schedule="30 1 * * *",
+        job=job,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Keeps the running month fresh from the daily files (yesterday included).",
     )
-    def running_month_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> list[dg.RunRequest] | dg.SkipReason:
+    def schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         today = context.scheduled_execution_time.astimezone(UTC).date()
         if today.day == 1:
             return dg.SkipReason("no complete day of the new month yet")
         month = today.replace(day=1)
         return [
-            dg.RunRequest(
-                partition_key=str(partitions.key(entry, month)),
-                run_key=f"{partitions.key(entry, month)}@{today.isoformat()}",
-            )
-            for entry in partitions.entries
+            _request(entry, month, today.isoformat())
+            for entry in exchange.entries
             if entry.start <= month
         ]
 
-    return flow_job, archive_sensor, running_month_schedule
+    return schedule

@@ -18,7 +18,7 @@ from dagster_aws.s3 import S3Resource
 from flow_assets.instruments import InstrumentEntry, load_instruments
 from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
-from flow_assets.orchestration.automation import build_automation
+from flow_assets.orchestration.automation import build_automation, build_flow_jobs
 from flow_assets.orchestration.partitions import FlowPartitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 
@@ -53,11 +53,12 @@ def build_definitions(
 ) -> dg.Definitions:
     """All assets, checks, jobs, the sensor and the schedule for ``entries``."""
     partitions = FlowPartitions(tuple(entries if entries is not None else load_instruments()))
-    flow_job, archive_sensor, running_month_schedule = build_automation(partitions)
+    flow_jobs = build_flow_jobs(partitions)
+    archive_sensor, schedules = build_automation(partitions, flow_jobs)
     return dg.Definitions(
         assets=build_assets(partitions, settings or FlowSettings()),
         jobs=[
-            flow_job,
+            *flow_jobs,
             dg.define_asset_job(
                 "summary_job",
                 selection=dg.AssetSelection.groups("analytics"),
@@ -73,6 +74,6 @@ def build_definitions(
                 default_status=dg.DefaultSensorStatus.STOPPED,
             ),
         ],
-        schedules=[running_month_schedule],
+        schedules=schedules,
         resources=resources or default_resources(),
     )
