@@ -4,7 +4,11 @@ An Atlas id names an instrument independently of any exchange:
 ``<type>-<BASE>-<QUOTE>[:<SETTLE>][-<YYYYMMDD>]``, e.g. ``perpetual-BTC-USDT:USDT`` (linear:
 settled in the quote currency), ``perpetual-BTC-USD:BTC`` (inverse: settled in the base
 asset) or ``spot-BTC-USDT``. Exchanges name the same instruments natively (Binance USD-M
-``BTCUSDT``, OKX ``BTC-USDT-SWAP``); :func:`to_native` and :func:`from_native` translate.
+``BTCUSDT``, OKX ``BTC-USDT-SWAP``); :func:`to_native` and :func:`from_native` translate any
+id of the exchange's grammar (Binance USD-M ``<BASE><QUOTE>`` linear in USDT, USDC, FDUSD, BUSD
+or BTC; OKX ``<BASE>-USDT|USDC-SWAP`` linear, ``<BASE>-USD-SWAP`` inverse,
+``<BASE>-USD_UM-SWAP`` USD-margined). Which instruments are listed, since when, and their
+contract values over time are data from the exchanges: :mod:`flow_assets.catalog`.
 
 Contract specs (what one unit of an exchange's size column is worth, with their history) are
 data, kept in the package table ``contracts.csv``: ``ct_val`` in ``ct_val_ccy`` (``base`` or the
@@ -28,10 +32,15 @@ _ATLAS = re.compile(
     r"^(?P<kind>[a-z]+)-(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z0-9]+)"
     r"(?::(?P<settle>[A-Z0-9]+))?(?:-(?P<expiry>\d{8}))?$"
 )
-# Binance USD-M perpetuals are quoted and settled in one of these stablecoins.
-_BINANCE_QUOTES: tuple[str, ...] = ("USDT", "USDC")
+# Binance USD-M perpetuals are linear, quoted and margined in one of these (the BTC-margined
+# ones, e.g. ETHBTC, are quoted and settled in BTC). Stablecoins are tried first, so a base
+# ending in "BTC" (WBTCUSDT) keeps its name.
+BINANCE_QUOTES: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BUSD", "BTC")
 _BINANCE_NATIVE = re.compile(r"^[A-Z0-9]+$")
-_OKX_NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>USDT|USDC|USD)-SWAP$")
+# OKX swaps: linear USDT/USDC, inverse USD (settled in the base) and linear "USD_UM" (unified
+# margin, settled in USD or USD stablecoins: Atlas ``perpetual-<BASE>-USD:USD``).
+_OKX_NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>USDT|USDC|USD|USD_UM)-SWAP$")
+_ASSET = re.compile(r"^[A-Z0-9]+$")
 
 
 class SymbolError(ValueError):
@@ -117,46 +126,75 @@ def _check_exchange(exchange: str) -> None:
 
 def _supported_help(exchange: str) -> str:
     if exchange == "binance-futures":
-        quotes = "/".join(_BINANCE_QUOTES)
+        quotes = "/".join(BINANCE_QUOTES)
         return (
-            f"binance-futures supports linear perpetuals quoted in {quotes}: "
-            "'perpetual-<BASE>-USDT:USDT' <-> '<BASE>USDT' (e.g. BTCUSDT, 1000PEPEUSDT)"
+            f"binance-futures supports linear perpetuals quoted and settled in {quotes}: "
+            "'perpetual-<BASE>-<QUOTE>:<QUOTE>' <-> '<BASE><QUOTE>' (e.g. BTCUSDT, 1000PEPEUSDC)"
         )
-    listed = ", ".join(sorted({row.native for row in _specs() if row.exchange == exchange}))
     return (
         "okx-perps supports perpetual swaps 'perpetual-<BASE>-USDT:USDT' <-> '<BASE>-USDT-SWAP' "
-        f"and 'perpetual-<BASE>-USD:<BASE>' <-> '<BASE>-USD-SWAP' with a contract spec: {listed}"
+        "(also USDC), 'perpetual-<BASE>-USD:<BASE>' <-> '<BASE>-USD-SWAP' (inverse) and "
+        "'perpetual-<BASE>-USD:USD' <-> '<BASE>-USD_UM-SWAP' (USD-margined), "
+        "e.g. BTC-USDT-SWAP, BTC-USD-SWAP"
     )
 
 
+def perpetual(base: str, quote: str, settle: str) -> Instrument:
+    """The Atlas perpetual of an exchange's base, quote and settle (margin) assets.
+
+    Assets are upper-cased; one outside the Atlas grammar (``[A-Z0-9]+``) or a settle asset
+    that is neither the base nor the quote is a :class:`SymbolError`.
+    """
+    base, quote, settle = base.upper(), quote.upper(), settle.upper()
+    for asset in (base, quote, settle):
+        if not _ASSET.match(asset):
+            raise SymbolError(f"asset {asset!r} is outside the Atlas grammar [A-Z0-9]+")
+    if settle not in (base, quote):
+        raise SymbolError(f"settle asset {settle} is neither the base {base} nor the quote {quote}")
+    return Instrument("perpetual", base, quote, settle)
+
+
 def to_native(exchange: str, symbol: str | Instrument) -> str:
-    """The exchange's own id of an Atlas instrument (``BTCUSDT``, ``BTC-USDT-SWAP``)."""
+    """The exchange's own id of an Atlas perpetual (``BTCUSDT``, ``BTC-USDT-SWAP``).
+
+    Any instrument of the exchange's id grammar is accepted, listed or not (the catalog says
+    which are listed). Binance ids are upper case.
+    """
     _check_exchange(exchange)
     inst = _instrument(symbol)
-    if exchange == "binance-futures":
-        if inst.kind == "perpetual" and inst.is_linear and inst.quote in _BINANCE_QUOTES:
+    if inst.kind == "perpetual" and exchange == "binance-futures":
+        if inst.is_linear and inst.quote in BINANCE_QUOTES:
             return f"{inst.base}{inst.quote}"
-    elif inst.kind == "perpetual" and (
-        (inst.is_linear and inst.quote in _BINANCE_QUOTES)
-        or (inst.is_inverse and inst.quote == "USD")
-    ):
-        return f"{inst.base}-{inst.quote}-SWAP"
+    elif inst.kind == "perpetual":
+        if inst.is_linear and inst.quote in ("USDT", "USDC"):
+            return f"{inst.base}-{inst.quote}-SWAP"
+        if inst.quote == "USD" and inst.settle == "USD":
+            return f"{inst.base}-USD_UM-SWAP"
+        if inst.is_inverse and inst.quote == "USD":
+            return f"{inst.base}-USD-SWAP"
     raise SymbolError(f"{inst} is not available on {exchange}: {_supported_help(exchange)}")
 
 
 def from_native(exchange: str, native: str) -> Instrument:
-    """The Atlas instrument of an exchange-native id."""
+    """The Atlas instrument of an exchange-native id (Binance ids in any letter case).
+
+    Binance ids are split at a known quote (:data:`BINANCE_QUOTES`); when the exchange's
+    base/quote/margin assets are at hand, :func:`perpetual` is exact.
+    """
     _check_exchange(exchange)
     if exchange == "binance-futures":
-        if _BINANCE_NATIVE.match(native):
-            for quote in _BINANCE_QUOTES:
-                base = native.removesuffix(quote)
-                if base != native and base:
+        upper = native.upper() if isinstance(native, str) else ""
+        if _BINANCE_NATIVE.match(upper):
+            for quote in BINANCE_QUOTES:
+                base = upper.removesuffix(quote)
+                if base != upper and base:
                     return Instrument("perpetual", base, quote, quote)
     else:
-        match = _OKX_NATIVE.match(native)
+        match = _OKX_NATIVE.match(native) if isinstance(native, str) else None
         if match:
             base, quote = match["base"], match["quote"]
+            if quote == "USD_UM":
+                return Instrument("perpetual", base, "USD", "USD")
             return Instrument("perpetual", base, quote, base if quote == "USD" else quote)
     raise SymbolError(f"unknown {exchange} symbol {native!r}: {_supported_help(exchange)}")
 

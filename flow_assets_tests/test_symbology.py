@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+import polars as pl
 import pytest
 
+from flow_assets.catalog import parse_binance, parse_okx
+from flow_assets.catalog.samples import binance_sample, okx_sample
 from flow_assets.symbology import (
     SUPPORTED_EXCHANGES,
     Instrument,
@@ -15,6 +20,7 @@ from flow_assets.symbology import (
     format_symbol,
     from_native,
     parse_symbol,
+    perpetual,
     to_native,
 )
 
@@ -131,3 +137,64 @@ def test_contract_spec_kinds_and_binance() -> None:
         contract_value("okx-perps", "perpetual-SOL-USDT:USDT", at(2024, 1, 1))
     with pytest.raises(ValueError, match="zone-aware"):
         contract_value("okx-perps", "perpetual-BTC-USDT:USDT", datetime(2024, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("exchange", "native", "atlas"),
+    [
+        ("binance-futures", "btcusdc", "perpetual-BTC-USDC:USDC"),
+        ("binance-futures", "1000pepeUSDT", "perpetual-1000PEPE-USDT:USDT"),
+        ("binance-futures", "1000000MOGUSDT", "perpetual-1000000MOG-USDT:USDT"),
+        ("binance-futures", "BTCDOMUSDT", "perpetual-BTCDOM-USDT:USDT"),
+        ("binance-futures", "WBTCUSDT", "perpetual-WBTC-USDT:USDT"),
+        ("binance-futures", "ETHBTC", "perpetual-ETH-BTC:BTC"),  # BTC-margined: linear in BTC
+        ("okx-perps", "SOL-USDT-SWAP", "perpetual-SOL-USDT:USDT"),
+        ("okx-perps", "DOGE-USDC-SWAP", "perpetual-DOGE-USDC:USDC"),
+        ("okx-perps", "BTC-USD_UM-SWAP", "perpetual-BTC-USD:USD"),
+        ("okx-perps", "TON-USD-SWAP", "perpetual-TON-USD:TON"),
+    ],
+)
+def test_any_native_id_of_the_grammar(exchange: str, native: str, atlas: str) -> None:
+    assert str(from_native(exchange, native)) == atlas
+    assert to_native(exchange, atlas) == (
+        native.upper() if exchange == "binance-futures" else native
+    )
+
+
+def test_okx_ids_are_case_sensitive_and_perpetual_checks_assets() -> None:
+    with pytest.raises(SymbolError, match="unknown okx-perps symbol"):
+        from_native("okx-perps", "btc-usdt-swap")
+    assert str(perpetual("eth", "btc", "btc")) == "perpetual-ETH-BTC:BTC"
+    with pytest.raises(SymbolError, match="neither the base"):
+        perpetual("ETH", "BTC", "USDT")
+    with pytest.raises(SymbolError, match="Atlas grammar"):
+        perpetual("币安人生", "USDT", "USDT")
+
+
+@pytest.mark.parametrize(
+    ("exchange", "document", "parse"),
+    [
+        ("binance-futures", binance_sample, parse_binance),
+        ("okx-perps", okx_sample, parse_okx),
+    ],
+)
+def test_round_trip_of_a_whole_catalog(
+    exchange: str, document: Callable[[], dict], parse: Callable[[object], pl.DataFrame]
+) -> None:
+    catalog = parse(document())
+    assert catalog.height > 200
+    assert catalog["symbol"].null_count() == 0
+    for native, symbol in catalog.select("native", "symbol").iter_rows():
+        assert str(from_native(exchange, native)) == symbol
+        assert to_native(exchange, symbol) == native
+        if exchange == "binance-futures":  # Binance ids in any case (Atlas stores them lower)
+            assert str(from_native(exchange, native.lower())) == symbol
+
+
+def test_catalog_rows_outside_the_atlas_grammar_have_no_symbol() -> None:
+    document = binance_sample()
+    odd = copy.deepcopy(document["symbols"][0])
+    odd.update(symbol="币安人生USDT", pair="币安人生USDT", baseAsset="币安人生")
+    document["symbols"].append(odd)
+    catalog = parse_binance(document)
+    assert catalog.filter(pl.col("native") == "币安人生USDT")["symbol"].to_list() == [None]

@@ -1,0 +1,208 @@
+"""Contract-value history: what one unit of an exchange's size column was worth, and when.
+
+OKX swap sizes are contracts: a linear trade's base quantity is ``size * ct_val`` (``ct_val`` in
+the base asset), an inverse trade's notional ``size * ct_val`` (in USD), with the value in
+force at the trade's time. Binance USD-M sizes are base units (``ct_val`` 1).
+
+A history is a frame of :data:`CONTRACT_SCHEMA` rows ``(exchange, native, ct_val, ct_val_ccy,
+valid_from, valid_to)`` valid on ``[valid_from, valid_to)``; a null ``valid_from`` means since
+listing, a null ``valid_to`` still valid. Per instrument the rows are ordered, never overlap and
+leave no gap. A ``native`` of ``*`` applies to every instrument of its exchange that has no row
+of its own (Binance's 1 base unit).
+
+It starts from the package's seed table ``contracts.csv`` (changes known from before the catalog
+was kept, e.g. OKX's 2020 BTC/ETH changes) and grows with :func:`merge_snapshot`, one catalog
+snapshot at a time, in time order.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import polars as pl
+
+from flow_assets.catalog.model import BINANCE, UTC_US, CatalogError
+
+CONTRACT_SCHEMA: dict[str, pl.DataType] = {
+    "exchange": pl.String(),
+    "native": pl.String(),
+    "ct_val": pl.Float64(),
+    "ct_val_ccy": pl.String(),
+    "valid_from": UTC_US,
+    "valid_to": UTC_US,
+}
+# The interface the trade parsers take: one instrument's values, oldest first.
+VALUES_SCHEMA: dict[str, pl.DataType] = {
+    "valid_from": UTC_US,
+    "valid_to": UTC_US,
+    "ct_val": pl.Float64(),
+}
+WILDCARD = "*"
+
+
+class UnknownContractError(CatalogError, LookupError):
+    """No contract value is known for an instrument (or at a time): never guessed."""
+
+
+class ContractHistoryError(CatalogError):
+    """A history whose rows overlap, leave a gap, or arrive out of order."""
+
+
+def _time(text: str) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _sorted(history: pl.DataFrame) -> pl.DataFrame:
+    return history.select(list(CONTRACT_SCHEMA)).sort(
+        "exchange", "native", "valid_from", nulls_last=False
+    )
+
+
+@cache
+def _seed_text() -> str:
+    return resources.files("flow_assets").joinpath("contracts.csv").read_text("utf-8")
+
+
+def seed_history() -> pl.DataFrame:
+    """The history as the package's ``contracts.csv`` knows it (the starting point)."""
+    rows = [
+        {
+            "exchange": row["exchange"],
+            "native": row["native"],
+            "ct_val": float(row["ct_val"]),
+            "ct_val_ccy": row["ct_val_ccy"],
+            "valid_from": _time(row["valid_from"]),
+            "valid_to": _time(row["valid_to"]),
+        }
+        for row in csv.DictReader(_seed_text().splitlines())
+    ]
+    return _sorted(pl.DataFrame(rows, schema=CONTRACT_SCHEMA, orient="row"))
+
+
+def empty_history() -> pl.DataFrame:
+    """A history with no rows."""
+    return pl.DataFrame(schema=CONTRACT_SCHEMA)
+
+
+def _opened(listing: dict[str, Any], valid_from: datetime | None) -> dict[str, Any]:
+    return {
+        "exchange": listing["exchange"],
+        "native": listing["native"],
+        "ct_val": listing["ct_val"],
+        "ct_val_ccy": listing["ct_val_ccy"],
+        "valid_from": valid_from,
+        "valid_to": None,
+    }
+
+
+def _merge_one(rows: list[dict[str, Any]], listing: dict[str, Any], seen_at: datetime) -> None:
+    """Bring one instrument's rows (oldest first, changed in place) up to ``listing``."""
+    if not rows:
+        rows.append(_opened(listing, listing["listed"]))
+        return
+    last = rows[-1]
+    same = (last["ct_val"], last["ct_val_ccy"]) == (listing["ct_val"], listing["ct_val_ccy"])
+    if last["valid_to"] is not None:  # closed by hand: reopen where it ended, or now
+        rows.append(_opened(listing, max(seen_at, last["valid_to"])))
+    elif same:
+        return
+    elif last["valid_from"] is not None and seen_at <= last["valid_from"]:
+        last.update(ct_val=listing["ct_val"], ct_val_ccy=listing["ct_val_ccy"])
+    else:
+        last["valid_to"] = seen_at
+        rows.append(_opened(listing, seen_at))
+
+
+def merge_snapshot(
+    history: pl.DataFrame, snapshot: pl.DataFrame, seen_at: datetime
+) -> pl.DataFrame:
+    """The history after a catalog snapshot (:mod:`~flow_assets.catalog.model` rows) seen at
+    ``seen_at`` (zone-aware).
+
+    A changed ``ct_val``/``ct_val_ccy`` closes the value in force at ``seen_at`` and opens the
+    new one there; unchanged values are left alone; an instrument with no row opens at its
+    ``listed`` time (null if unknown: since listing). A value not yet in force at ``seen_at``
+    (an instrument listed later) is replaced. Instruments absent from the snapshot keep
+    their rows. Merge snapshots in time order.
+    """
+    if seen_at.tzinfo is None:
+        raise ValueError("merge_snapshot needs a zone-aware seen_at")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in _sorted(history).iter_rows(named=True):
+        groups.setdefault((row["exchange"], row["native"]), []).append(row)
+    for listing in snapshot.iter_rows(named=True):
+        key = (listing["exchange"], listing["native"])
+        _merge_one(groups.setdefault(key, []), listing, seen_at)
+    rows = [row for group in groups.values() for row in group]
+    return _sorted(pl.DataFrame(rows, schema=CONTRACT_SCHEMA, orient="row"))
+
+
+def _check_rows(values: pl.DataFrame, name: str) -> None:
+    starts, ends = values["valid_from"].to_list(), values["valid_to"].to_list()
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        if start is not None and end is not None and end <= start:
+            raise ContractHistoryError(f"{name}: empty validity [{start}, {end})")
+        if i and (start is None or ends[i - 1] != start):
+            raise ContractHistoryError(
+                f"{name}: row from {start} does not start where the one before ends "
+                f"({ends[i - 1]}): overlap or gap"
+            )
+
+
+def check_history(history: pl.DataFrame) -> pl.DataFrame:
+    """``history`` sorted, after checking every instrument's rows are ordered and gap-free."""
+    history = _sorted(history)
+    for (exchange, native), rows in history.group_by("exchange", "native", maintain_order=True):
+        _check_rows(rows, f"{exchange} {native}")
+    return history
+
+
+def contract_values(history: pl.DataFrame, exchange: str, native: str) -> pl.DataFrame:
+    """One instrument's values, oldest first: ``valid_from``, ``valid_to`` (UTC, nullable),
+    ``ct_val`` (:data:`VALUES_SCHEMA`), ordered and non-overlapping.
+
+    Binance ids match in any letter case. An instrument with no row (and no ``*`` row for its
+    exchange) is an :class:`UnknownContractError` naming it.
+    """
+    same = pl.col("native").str.to_uppercase() == native.upper()
+    if exchange != BINANCE:
+        same = pl.col("native") == native
+    of_exchange = history.filter(pl.col("exchange") == exchange)
+    rows = of_exchange.filter(same)
+    if rows.is_empty():
+        rows = of_exchange.filter(pl.col("native") == WILDCARD)
+    if rows.is_empty():
+        raise UnknownContractError(
+            f"no contract value known for {native} on {exchange}: not in the catalog's "
+            "contract-value history (refresh the catalog, or add it to contracts.csv)"
+        )
+    values = rows.sort("valid_from", nulls_last=False).select(list(VALUES_SCHEMA))
+    _check_rows(values, f"{exchange} {native}")
+    return values
+
+
+def value_at(values: pl.DataFrame, at: datetime, name: str = "instrument") -> float:
+    """The ``ct_val`` in force at ``at`` (zone-aware) in a :func:`contract_values` frame."""
+    if at.tzinfo is None:
+        raise ValueError("value_at needs a zone-aware datetime")
+    for start, end, ct_val in values.select(list(VALUES_SCHEMA)).iter_rows():
+        if (start is None or start <= at) and (end is None or at < end):
+            return ct_val
+    raise UnknownContractError(f"no contract value of {name} in force at {at.isoformat()}")
+
+
+def ct_val_expr(values: pl.DataFrame, ts: pl.Expr) -> pl.Expr:
+    """An expression giving the ``ct_val`` in force at each ``ts`` (null where none is)."""
+    expr: pl.Expr = pl.lit(None, dtype=pl.Float64)
+    for start, end, ct_val in values.select(list(VALUES_SCHEMA)).iter_rows():
+        inside = pl.lit(True)
+        if start is not None:
+            inside = inside & (ts >= start)
+        if end is not None:
+            inside = inside & (ts < end)
+        expr = pl.when(inside).then(pl.lit(ct_val)).otherwise(expr)
+    return expr

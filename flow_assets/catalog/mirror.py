@@ -1,0 +1,302 @@
+"""A local stand-in for the exchanges' instrument metadata, for tests and the demo.
+
+Builders write documents in the exchanges' exact JSON shapes (every field the real answers
+carry): :func:`binance_symbol` / :func:`binance_exchange_info` for ``GET /fapi/v1/exchangeInfo``
+and :func:`okx_instrument` / :func:`okx_instruments` for
+``GET /api/v5/public/instruments?instType=SWAP``. :class:`CatalogServer` serves them on
+``127.0.0.1`` (a free port) and lets a test swap a snapshot (a changed ctVal, a new listing, a
+delisting) or queue faults (an HTTP status, a raw body, a delay).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import zlib
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+from flow_assets.catalog.fetch import BINANCE_PATH, OKX_PATH
+
+NO_DELIVERY_MS = 4133404800000  # Binance's deliveryDate of a perpetual with no end planned
+_STABLES = ("USDT", "USDC", "FDUSD", "BUSD")
+
+
+def ms(at: datetime) -> int:
+    """Epoch milliseconds of a zone-aware datetime."""
+    return round(at.timestamp() * 1000)
+
+
+def _binance_filters(tick: str, step: str) -> list[dict[str, Any]]:
+    return [
+        {"filterType": "PRICE_FILTER", "maxPrice": "4529764", "minPrice": tick, "tickSize": tick},
+        {"filterType": "LOT_SIZE", "maxQty": "1000", "minQty": step, "stepSize": step},
+        {"filterType": "MARKET_LOT_SIZE", "maxQty": "120", "minQty": step, "stepSize": step},
+        {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+        {"filterType": "MIN_NOTIONAL", "notional": "5"},
+        {
+            "filterType": "PERCENT_PRICE",
+            "multiplierUp": "1.0500",
+            "multiplierDown": "0.9500",
+            "multiplierDecimal": "4",
+        },
+    ]
+
+
+def binance_symbol(
+    symbol: str,
+    base: str,
+    quote: str,
+    *,
+    onboard: datetime,
+    margin: str | None = None,
+    status: str = "TRADING",
+    delivery: datetime | None = None,
+    contract_type: str = "PERPETUAL",
+) -> dict[str, Any]:
+    """One ``symbols`` entry of exchangeInfo; ``delivery`` None is the 2100 no-end date."""
+    return {
+        "symbol": symbol,
+        "pair": symbol.split("_", maxsplit=1)[0],
+        "contractType": contract_type,
+        "deliveryDate": NO_DELIVERY_MS if delivery is None else ms(delivery),
+        "onboardDate": ms(onboard),
+        "status": status,
+        "maintMarginPercent": "2.5000",
+        "requiredMarginPercent": "5.0000",
+        "baseAsset": base,
+        "quoteAsset": quote,
+        "marginAsset": margin or quote,
+        "pricePrecision": 2,
+        "quantityPrecision": 3,
+        "baseAssetPrecision": 8,
+        "quotePrecision": 8,
+        "underlyingType": "COIN",
+        "underlyingSubType": [],
+        "triggerProtect": "0.0500",
+        "liquidationFee": "0.012500",
+        "marketTakeBound": "0.05",
+        "maxMoveOrderLimit": 10000,
+        "filters": _binance_filters("0.10", "0.001"),
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ],
+        "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+        "permissionSets": ["GRID", "COPY"],
+    }
+
+
+def binance_exchange_info(symbols: list[dict[str, Any]], server_time: datetime) -> dict[str, Any]:
+    """The whole exchangeInfo document around ``symbols``."""
+    margins = sorted({s["marginAsset"] for s in symbols} | {"USDT", "USDC", "BTC"})
+    return {
+        "timezone": "UTC",
+        "serverTime": ms(server_time),
+        "futuresType": "U_MARGINED",
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": 2400},
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+        ],
+        "exchangeFilters": [],
+        "assets": [
+            {"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000" if a in _STABLES
+             else "0"}
+            for a in margins
+        ],
+        "symbols": symbols,
+    }  # fmt: skip
+
+
+def okx_instrument(
+    inst_id: str,
+    ct_val: str,
+    *,
+    listed: datetime,
+    state: str = "live",
+    exp: datetime | None = None,
+    ct_val_ccy: str | None = None,
+    settle: str | None = None,
+) -> dict[str, Any]:
+    """One ``data`` entry of the SWAP instruments answer (ctVal as OKX writes it, a string).
+
+    ``X-USDT-SWAP``/``X-USDC-SWAP`` are linear in X, ``X-USD-SWAP`` inverse (ctVal in USD,
+    settled in X), ``X-USD_UM-SWAP`` linear settled in USD.
+    """
+    base, family_quote, _ = inst_id.split("-")
+    quote = family_quote.removesuffix("_UM")
+    inverse = family_quote == "USD"
+    default_settle = base if inverse else quote
+    return {
+        "alias": "",
+        "auctionEndTime": "",
+        "baseCcy": "",
+        "category": "1",
+        "contTdSwTime": "",
+        "ctMult": "1",
+        "ctType": "inverse" if inverse else "linear",
+        "ctVal": ct_val,
+        "ctValCcy": ct_val_ccy or ("USD" if inverse else base),
+        "expTime": "" if exp is None else str(ms(exp)),
+        "futureSettlement": False,
+        "groupId": "1",
+        "instFamily": f"{base}-{family_quote}",
+        "instId": inst_id,
+        "instIdCode": zlib.crc32(inst_id.encode()) % 10_000_000,
+        "instType": "SWAP",
+        "lever": "100" if base in ("BTC", "ETH") else "50",
+        "listTime": str(ms(listed)),
+        "lotSz": "0.01",
+        "maxIcebergSz": "100000000.0000000000000000",
+        "maxLmtAmt": "20000000",
+        "maxLmtSz": "100000000",
+        "maxMktAmt": "",
+        "maxMktSz": "12000",
+        "maxStopSz": "12000",
+        "maxTriggerSz": "100000000.0000000000000000",
+        "maxTwapSz": "100000000.0000000000000000",
+        "minSz": "0.01",
+        "openType": "",
+        "optType": "",
+        "preMktSwTime": "",
+        "quoteCcy": "",
+        "ruleType": "normal",
+        "settleCcy": settle or default_settle,
+        "state": state,
+        "stk": "",
+        "tickSz": "0.1",
+        "tradeQuoteCcyList": [],
+        "uly": f"{base}-{quote}",
+    }
+
+
+def okx_instruments(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole answer: ``{"code": "0", "msg": "", "data": items}``."""
+    return {"code": "0", "msg": "", "data": items}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected answer: an HTTP ``status``, a raw ``body`` (200), or a ``delay`` first."""
+
+    status: int | None = None
+    body: bytes | None = None
+    delay: float = 0.0
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+class CatalogServer:
+    """Both exchanges' metadata endpoints on 127.0.0.1 (free port); a context manager.
+
+    ``binance`` and ``okx`` are the documents served now (assign to swap a snapshot; None
+    answers 404). ``inject(path, *faults)`` queues faults for a URL path; ``log`` lists
+    ``(path, query, status)`` of every request.
+    """
+
+    def __init__(
+        self, binance: dict[str, Any] | None = None, okx: dict[str, Any] | None = None
+    ) -> None:
+        self.binance = binance
+        self.okx = okx
+        self.log: list[tuple[str, str, int]] = []
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """Base URL for both exchanges, e.g. ``http://127.0.0.1:40123``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def inject(self, path: str, *faults: Fault) -> None:
+        """Queue ``faults`` for a URL path (each request pops one)."""
+        with self._lock:
+            self._faults[path].extend(faults)
+
+    def _next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            queue = self._faults.get(path)
+            return queue.popleft() if queue else None
+
+    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, object]:
+        """Status and JSON document for a request (the exchanges' routing and errors)."""
+        if path == BINANCE_PATH:
+            return (200, self.binance) if self.binance is not None else (404, {})
+        if path != OKX_PATH or self.okx is None:
+            return 404, {"msg": "Not Found", "code": 404}
+        inst_type = query.get("instType", [""])[0]
+        if not inst_type:
+            return 200, {"code": "50014", "msg": "Parameter instType can not be empty", "data": []}
+        if inst_type != "SWAP":
+            return 200, {"code": "0", "msg": "", "data": []}
+        return 200, self.okx
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                fault = server._next_fault(parts.path)
+                if fault and fault.delay:
+                    time.sleep(fault.delay)
+                if fault and fault.status:
+                    status, body = fault.status, b'{"msg":"injected"}'
+                elif fault and fault.body is not None:
+                    status, body = 200, fault.body
+                else:
+                    status, document = server.answer(parts.path, parse_qs(parts.query))
+                    body = json.dumps(document).encode()
+                server.log.append((parts.path, parts.query, status))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+    def start(self) -> Self:
+        """Start serving in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
