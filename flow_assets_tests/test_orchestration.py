@@ -21,10 +21,11 @@ from polars.testing import assert_frame_equal
 
 from flow_assets import month as month_mod
 from flow_assets.client import get_metrics
-from flow_assets.instruments import InstrumentEntry
+from flow_assets.instruments import InstrumentEntry, InstrumentsConfig
 from flow_assets.metrics import ALL_INTERVALS, BAR_SCHEMA, flow_bars_all
 from flow_assets.orchestration import assets
 from flow_assets.orchestration.automation import flow_job_name
+from flow_assets.orchestration.catalog import register_instruments, run_instruments_sensor
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
@@ -93,10 +94,19 @@ def _key(entry: InstrumentEntry, month: date) -> str:
     return str(partition_key(entry, month))
 
 
+def _synced(defs: dg.Definitions, instance=None) -> dg.DagsterInstance:
+    """``instance`` (default: a new ephemeral one) with the instrument partitions and tracked
+    instruments of ``defs`` registered, by evaluating its ``instruments_sensor``."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    run_instruments_sensor(defs, instance)
+    return instance
+
+
 def _run(defs: dg.Definitions, entry: InstrumentEntry, month: date, instance=None):
+    instance = _synced(defs, instance)
     return defs.resolve_job_def(flow_job_name(entry.exchange)).execute_in_process(
         partition_key=_key(entry, month),
-        instance=instance or dg.DagsterInstance.ephemeral(),
+        instance=instance,
         raise_on_error=False,
     )
 
@@ -136,7 +146,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    per_exchange = {"raw_trades"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
+    per_exchange = {"raw_trades", "instrument_catalog"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
     exchanges = ("binance_futures", "okx_perps")
     assert keys == {"daily_flow_summary"} | {f"{e}/{n}" for e in exchanges for n in per_exchange}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
@@ -147,13 +157,16 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     } <= checks
     bars_1d = assets.flow_asset_key("binance-futures", "1d")
     assert graph.get(bars_1d).parent_keys == {assets.raw_trades_key("binance-futures"), bars_1d}
-    assert {s.name for s in defs.sensors} >= {"archive_sensor"}
+    assert {s.name for s in defs.sensors} >= {"archive_sensor", "instruments_sensor"}
     assert [s.name for s in defs.schedules] == [
         "binance_futures_running_month",
         "okx_perps_running_month",
+        "instrument_catalog_daily",
     ]
     partitions = defs.resolve_job_def("binance_futures_flow_job").partitions_def
-    assert "BTC-USDT:USDT|2024-02-01" in partitions.get_partition_keys()
+    dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
+    assert dimensions["instrument"].name == "binance_futures_instruments"  # dynamic
+    assert dimensions["month"].start.strftime("%Y-%m") == "2019-09"
 
 
 def test_the_catalog_documents_every_column_and_limits_each_archive_host(
@@ -254,7 +267,7 @@ def test_months_in_order_equal_one_long_run_from_the_carried_state_alone(
     from the state January published; January's trades are not read again (deleted first)."""
     monkeypatch.setattr(month_mod, "CHUNK_ROWS", 100)  # months of 500-600 trades, day by day
     defs = _defs(archives, local_store)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = _synced(defs)
     store = local_store.open()
     assert _run(defs, BTC, JAN, instance).success
     january = read_manifest(store, "trades", BTC.exchange, BTC.symbol, JAN)
@@ -298,7 +311,7 @@ def test_bars_of_a_month_without_raw_trades_fail_and_write_nothing(archives, loc
         partition_key=_key(BTC, FEB),
         asset_selection=flow_keys,
         raise_on_error=False,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=_synced(defs),
     )
     assert not alone.success
     assert "raw trades of binance-futures:perpetual-BTC-USDT:USDT 2024-02 are not published" in (
@@ -309,7 +322,8 @@ def test_bars_of_a_month_without_raw_trades_fail_and_write_nothing(archives, loc
 
 def test_a_month_is_materialized_whole_never_one_interval_alone(archives, local_store) -> None:
     """The intervals of a month are one published unit: a subset cannot be selected."""
-    job = _defs(archives, local_store).resolve_job_def(flow_job_name(BTC.exchange))
+    defs = _defs(archives, local_store)
+    job = defs.resolve_job_def(flow_job_name(BTC.exchange))
     with pytest.raises(dg.DagsterInvalidSubsetError, match="flow_bars"):
         job.execute_in_process(
             partition_key=_key(BTC, JAN),
@@ -317,7 +331,7 @@ def test_a_month_is_materialized_whole_never_one_interval_alone(archives, local_
                 assets.raw_trades_key(BTC.exchange),
                 assets.flow_asset_key(BTC.exchange, "1h"),
             ],
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=_synced(defs),
         )
 
 
@@ -328,13 +342,17 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
 
     defs = _defs(archives, local_store)
     graph = defs.resolve_asset_graph()
-    selection = [k for k in graph.get_all_asset_keys() if k.path[0] == "binance_futures"]
+    selection = [
+        k
+        for k in graph.get_all_asset_keys()
+        if k.path[0] == "binance_futures" and k.path[1] != "instrument_catalog"
+    ]
     keys = [_key(BTC, m) for m in (JAN, FEB)]
     backfill = AssetBackfillData.from_asset_partitions(
         asset_graph=graph,
         partition_names=keys,
         asset_selection=selection,
-        dynamic_partitions_store=dg.DagsterInstance.ephemeral(),
+        dynamic_partitions_store=_synced(defs),
         backfill_start_timestamp=datetime.now(UTC).timestamp(),
         all_partitions=False,
     )
@@ -377,7 +395,7 @@ def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
     assert evaluation.partition == _key(BTC, JAN)
     assert evaluation.metadata["days_missing"].value == ["2024-01-10"]
     assert "upstream defects block the month's trades" in _failure_text(result)
-    assert local_store.open().list_keys() == []
+    assert local_store.open().list_keys("trades/") == local_store.open().list_keys("flow/") == []
 
 
 def test_bars_that_fail_validation_are_not_published(archives, local_store, monkeypatch) -> None:
@@ -420,7 +438,9 @@ def test_bars_that_do_not_reconcile_with_the_source_are_not_published(
     assert local_store.open().list_keys("flow/") == []
 
 
-def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server) -> None:
+def test_the_sensor_requests_new_and_revised_months(
+    mirror_root, archive_server, local_store
+) -> None:
     today = datetime.now(UTC).date()
     last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     entry = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", last)
@@ -428,18 +448,24 @@ def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server)
     write_binance(trades, mirror_root, entry.symbol, monthly=True)
     defs = build_definitions(
         [entry],
-        {"archives": ArchiveSources(binance_url=archive_server.url), "store": FlowStore(url="x")},
+        {"archives": ArchiveSources(binance_url=archive_server.url), "store": local_store},
     )
+    _synced(defs)  # the tracked instruments the sensor probes
     sensor = defs.resolve_sensor_def("archive_sensor")
-    resources = {"archives": ArchiveSources(binance_url=archive_server.url)}
-    first = sensor(dg.build_sensor_context(resources=resources))
+    resources = {"archives": ArchiveSources(binance_url=archive_server.url), "store": local_store}
+
+    def evaluate(cursor=None):
+        with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+            return sensor(context)
+
+    first = evaluate()
     assert [r.partition_key for r in first.run_requests] == [_key(entry, last)]
     assert first.run_requests[0].job_name == "binance_futures_flow_job"
     assert first.run_requests[0].tags["flow_assets/trigger"] == "published"
-    again = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
+    again = evaluate(first.cursor)
     assert isinstance(again, dg.SkipReason)
     write_binance(trades.head(40), mirror_root, entry.symbol, monthly=True)  # reissued file
-    revised = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
+    revised = evaluate(first.cursor)
     assert revised.run_requests[0].tags["flow_assets/trigger"] == "revised"
     assert revised.run_requests[0].run_key != first.run_requests[0].run_key
     assert archive_server.log, "the sensor probed the archive"
@@ -448,17 +474,25 @@ def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server)
 
 def test_the_schedule_keeps_the_running_month_fresh(archives, local_store) -> None:
     defs = _defs(archives, local_store)
+    instance = _synced(defs)
     schedule = defs.resolve_schedule_def("binance_futures_running_month")
     repository = defs.get_repository_def()
-    mid_january = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 1, 15, 1, 30, tzinfo=UTC), repository_def=repository
-    )
-    requests = schedule.evaluate_tick(mid_january).run_requests
+
+    def tick(at: datetime) -> list[dg.RunRequest]:
+        with (
+            dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=at,
+                repository_def=repository,
+                resources={"store": local_store},
+            ) as context,
+            dg.partition_loading_context(dynamic_partitions_store=instance),
+        ):
+            return schedule.evaluate_tick(context).run_requests
+
+    requests = tick(datetime(2024, 1, 15, 1, 30, tzinfo=UTC))
     assert [r.partition_key for r in requests] == ["BTC-USDT:USDT|2024-01-01"]
-    first_of_month = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 2, 1, 1, 30, tzinfo=UTC), repository_def=repository
-    )
-    assert schedule.evaluate_tick(first_of_month).run_requests == []
+    assert tick(datetime(2024, 2, 1, 1, 30, tzinfo=UTC)) == []
 
 
 def test_end_to_end_on_a_real_s3_api(archives, s3_env, tmp_path) -> None:
@@ -505,6 +539,8 @@ def test_the_cli_materializes_one_instrument_month(archives, local_store, tmp_pa
         "DAGSTER_HOME": str(tmp_path / "home"),
     }
     (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:  # the CLI's instance
+        register_instruments(instance, local_store.open(), InstrumentsConfig(entries=(BTC,)))
     done = subprocess.run(
         [
             sys.executable,

@@ -40,6 +40,7 @@ from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources import DownloadError
 from flow_assets.store import ObjectStore, summary_key
+from flow_assets.tracked import tracked_entries
 
 SUMMARY = dg.AssetKey("daily_flow_summary")
 DOWNLOAD_RETRIES = 3  # a month whose archive host keeps failing is retried this often, later
@@ -202,6 +203,7 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
                 "publication; rows the source repaired are a warning.",
             )
         ],
+        deps=[dg.AssetKey([partitions.slug, "instrument_catalog"])],  # contract values, months
         kinds={"polars", "parquet"},
         description=f"One row per trade of one {partitions.exchange} instrument-month: "
         "normalized trades from the exchange archive (checksums verified, streamed a day at a "
@@ -210,8 +212,8 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
     def raw_trades(
         context: dg.AssetExecutionContext, archives: ArchiveSources, store: FlowStore
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        entry, month = partitions.resolve(context.partition_key)
         objects = store.open()
+        entry, month = partitions.resolve(context.partition_key, objects)
         try:
             outcome = publish_trades(
                 objects,
@@ -343,8 +345,8 @@ def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> d
     def flow_bars(
         context: dg.AssetExecutionContext, store: FlowStore
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        entry, month = partitions.resolve(context.partition_key)
         objects = store.open()
+        entry, month = partitions.resolve(context.partition_key, objects)
         try:
             outcome = publish_flow(
                 objects,
@@ -417,10 +419,12 @@ def daily_flow_summary_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
 def _daily_bars(
     objects: ObjectStore, partitions: FlowPartitions, month: date
 ) -> tuple[list[tuple[str, str, pl.DataFrame]], list[str]]:
-    """The published 1d exchange-time bars of every instrument for ``month``, and the missing."""
+    """The published 1d exchange-time bars of every tracked instrument for ``month``, and the
+    missing."""
     found, missing = [], []
-    for entry in partitions.entries:
-        if month < entry.start:
+    entries = [e for p in partitions.exchanges for e in tracked_entries(objects, p.exchange)]
+    for entry in entries:
+        if not entry.covers(month):
             continue
         manifest = read_manifest(objects, "flow", entry.exchange, entry.symbol, month)
         if manifest is None:

@@ -15,8 +15,9 @@ from flow_assets.orchestration.partitions import (
     exchange_slug,
     partition_key,
 )
-from flow_assets.orchestration.resources import ArchiveSources
+from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.sources import SourceError
+from flow_assets.tracked import tracked_entries
 
 SENSOR_LOOKBACK_MONTHS = 3  # finished months re-probed for revisions on every tick
 
@@ -75,13 +76,18 @@ def build_automation(
         "months newly published or revised, and requests their runs.",
     )
     def archive_sensor(
-        context: dg.SensorEvaluationContext, archives: ArchiveSources
+        context: dg.SensorEvaluationContext, archives: ArchiveSources, store: FlowStore
     ) -> dg.SensorResult | dg.SkipReason:
         seen: dict[str, str] = json.loads(context.cursor or "{}")
         today = datetime.now(UTC).date()
         requests = []
-        for entry in partitions.entries:
+        objects = store.open()
+        entries = [e for x in partitions.exchanges for e in tracked_entries(objects, x.exchange)]
+        for entry in entries:
+            assert entry.start is not None
             for month in _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, entry.start):
+                if not entry.covers(month):  # delisted: nothing to probe after its last month
+                    continue
                 try:
                     version = archives.probe(entry, month, today)
                 except SourceError as error:
@@ -117,15 +123,17 @@ def running_month_schedule(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Keeps the running month fresh from the daily files (yesterday included).",
     )
-    def schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    def schedule(
+        context: dg.ScheduleEvaluationContext, store: FlowStore
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         today = context.scheduled_execution_time.astimezone(UTC).date()
         if today.day == 1:
             return dg.SkipReason("no complete day of the new month yet")
         month = today.replace(day=1)
         return [
             _request(entry, month, today.isoformat())
-            for entry in exchange.entries
-            if entry.start <= month
+            for entry in tracked_entries(store.open(), exchange.exchange)
+            if entry.covers(month)
         ]
 
     return schedule

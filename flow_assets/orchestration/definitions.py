@@ -3,8 +3,10 @@
 Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix),
 ``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
 ``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
-``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL`` and ``FLOW_ASSETS_INSTRUMENTS``.
-Loading makes no network call: it reads the instruments file only.
+``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL``, ``FLOW_ASSETS_BINANCE_API_URL``,
+``FLOW_ASSETS_OKX_API_URL`` (the catalogs' metadata APIs) and ``FLOW_ASSETS_INSTRUMENTS``.
+Loading makes no network call and does not read the store: it reads the instruments file only
+(the instrument partitions are dynamic, synced by ``instruments_sensor``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from flow_assets.instruments import InstrumentEntry, load_instruments
+from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, load_config
 from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
 from flow_assets.orchestration.automation import build_automation, build_flow_jobs
+from flow_assets.orchestration.catalog import (
+    CatalogApi,
+    build_catalog_automation,
+    build_instruments_sensor,
+)
 from flow_assets.orchestration.partitions import FlowPartitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 
@@ -35,6 +42,10 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
             okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
         ),
+        "catalog_api": CatalogApi(
+            binance_api_url=_from_env("FLOW_ASSETS_BINANCE_API_URL"),
+            okx_api_url=_from_env("FLOW_ASSETS_OKX_API_URL"),
+        ),
         "store": FlowStore(
             url=_from_env("FLOW_ASSETS_STORAGE_URL"),
             s3=S3Resource(
@@ -47,18 +58,26 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions(
-    entries: Sequence[InstrumentEntry] | None = None,
+    instruments: InstrumentsConfig | Sequence[InstrumentEntry] | None = None,
     resources: dict[str, dg.ConfigurableResource] | None = None,
     settings: FlowSettings | None = None,
 ) -> dg.Definitions:
-    """All assets, checks, jobs, the sensor and the schedule for ``entries``."""
-    partitions = FlowPartitions(tuple(entries if entries is not None else load_instruments()))
+    """All assets, checks, jobs, sensors and schedules; ``instruments`` (default: the
+    instruments file) is what ``instruments_sensor`` tracks. Resources not given are the
+    environment's (:func:`default_resources`)."""
+    if instruments is None:
+        instruments = load_config()
+    elif not isinstance(instruments, InstrumentsConfig):
+        instruments = InstrumentsConfig(entries=tuple(instruments))
+    partitions = FlowPartitions()
     flow_jobs = build_flow_jobs(partitions)
     archive_sensor, schedules = build_automation(partitions, flow_jobs)
+    catalog_assets, catalog_job, catalog_schedule = build_catalog_automation(partitions)
     return dg.Definitions(
-        assets=build_assets(partitions, settings or FlowSettings()),
+        assets=[*catalog_assets, *build_assets(partitions, settings or FlowSettings())],
         jobs=[
             *flow_jobs,
+            catalog_job,
             dg.define_asset_job(
                 "summary_job",
                 selection=dg.AssetSelection.groups("analytics"),
@@ -67,6 +86,7 @@ def build_definitions(
             ),
         ],
         sensors=[
+            build_instruments_sensor(instruments, partitions),
             archive_sensor,
             dg.AutomationConditionSensorDefinition(
                 "summary_automation",
@@ -74,6 +94,6 @@ def build_definitions(
                 default_status=dg.DefaultSensorStatus.STOPPED,
             ),
         ],
-        schedules=schedules,
-        resources=resources or default_resources(),
+        schedules=[*schedules, catalog_schedule],
+        resources={**default_resources(), **(resources or {})},
     )

@@ -1,0 +1,266 @@
+"""Instruments as data: the catalog assets, their daily schedule, and the instruments sensor.
+
+* ``{slug}/instrument_catalog`` (one per exchange, not partitioned): fetches the exchange's
+  public metadata and merges it into the stored catalog (``update_catalog``). The only place
+  that calls the exchanges' REST APIs; refreshed daily by ``instrument_catalog_daily``.
+* ``instruments_sensor``: resolves the instruments file (explicit entries and selection rules)
+  against the stored catalogs, stores the tracked instruments of each exchange
+  (:mod:`flow_assets.tracked`) and keeps the dynamic instrument dimensions in sync (adds new
+  keys, deletes keys no longer tracked; refused keys are logged, never added).
+
+:func:`sync_instruments` is that step as a plain function; :func:`register_instruments` applies
+it to an instance directly (the demo and the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from flow_assets.catalog import (
+    Catalog,
+    contract_values_key,
+    fetch_catalog,
+    instruments_key,
+    load_catalog,
+    update_catalog,
+)
+from flow_assets.instruments import InstrumentsConfig
+from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
+from flow_assets.orchestration.resources import FlowStore
+from flow_assets.store import MissingObjectError, ObjectStore
+from flow_assets.tracked import (
+    instrument_key,
+    resolve_instruments,
+    save_tracked,
+    tracked_entries,
+    tracked_key,
+)
+
+CATALOG_GROUP = "catalog"
+CATALOG_JOB = "instrument_catalog_job"
+SYNC_INTERVAL_SECONDS = 300
+
+
+class CatalogApi(dg.ConfigurableResource):
+    """The exchanges' public metadata REST roots (empty: ``FLOW_ASSETS_BINANCE_API_URL`` /
+    ``FLOW_ASSETS_OKX_API_URL``, else the public hosts)."""
+
+    binance_api_url: str | None = None
+    okx_api_url: str | None = None
+
+    def fetch(self, exchange: str) -> pl.DataFrame:
+        """Every listed perpetual of ``exchange`` now (one request, with retries)."""
+        url = self.binance_api_url if exchange == "binance-futures" else self.okx_api_url
+        return fetch_catalog(exchange, base_url=url or None)
+
+
+def catalog_asset_key(exchange: str) -> dg.AssetKey:
+    """Asset key of an exchange's catalog, e.g. ``binance_futures/instrument_catalog``."""
+    return dg.AssetKey([exchange_slug(exchange), "instrument_catalog"])
+
+
+def _names(frame: pl.DataFrame) -> list[str]:
+    return sorted(frame["native"].to_list())
+
+
+def catalog_changes(previous: pl.DataFrame | None, current: pl.DataFrame) -> dict[str, list[str]]:
+    """New listings, delistings and contract-value changes between two listings (natives)."""
+    columns = ["native", "ct_val", "ct_val_ccy", "delisted"]
+    before = (previous if previous is not None else current.clear()).select(columns)
+    joined = current.select(columns).join(before, on="native", how="left", suffix="_before")
+    known = pl.col("native").is_in(before["native"].implode())
+    changed = (pl.col("ct_val") != pl.col("ct_val_before")) | (
+        pl.col("ct_val_ccy") != pl.col("ct_val_ccy_before")
+    )
+    return {
+        "new_listings": _names(joined.filter(~known)) if previous is not None else [],
+        "delistings": _names(
+            joined.filter(pl.col("delisted").is_not_null() & pl.col("delisted_before").is_null())
+        ),
+        "contract_value_changes": _names(joined.filter(known & changed)),
+    }
+
+
+def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
+    """``{slug}/instrument_catalog``: the exchange's listing and contract values, merged daily."""
+
+    @dg.asset(
+        key=catalog_asset_key(exchange),
+        group_name=CATALOG_GROUP,
+        kinds={"polars", "parquet"},
+        description=f"Every perpetual {exchange} lists (Atlas id, base/quote/settle, contract "
+        "value, listing and delisting times) and the history of its contract values, merged "
+        "from the exchange's public metadata. Runs computing bars read this stored catalog; "
+        "only this asset calls the exchange's REST API.",
+    )
+    def instrument_catalog(catalog_api: CatalogApi, store: FlowStore) -> dg.MaterializeResult:
+        objects = store.open()
+        try:
+            previous: pl.DataFrame | None = load_catalog(objects, exchange).instruments
+        except MissingObjectError:
+            previous = None
+        snapshot = catalog_api.fetch(exchange)
+        merged: Catalog = update_catalog(objects, exchange, snapshot, datetime.now(UTC))
+        changes = catalog_changes(previous, merged.instruments)
+        listed = merged.instruments.filter(pl.col("delisted").is_null()).height
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": merged.instruments.height,
+                "instruments_listed": listed,
+                "first_snapshot": previous is None,
+                **{name: dg.MetadataValue.json(names) for name, names in changes.items()},
+                "stored_keys": dg.MetadataValue.json(
+                    [objects.uri(k(exchange)) for k in (instruments_key, contract_values_key)]
+                ),
+            }
+        )
+
+    return instrument_catalog
+
+
+def build_catalog_automation(
+    partitions: FlowPartitions,
+) -> tuple[list[dg.AssetsDefinition], Any, dg.ScheduleDefinition]:
+    """The catalog assets, their job and the daily schedule."""
+    catalog_assets = [instrument_catalog_asset(p.exchange) for p in partitions.exchanges]
+    job = dg.define_asset_job(
+        CATALOG_JOB,
+        selection=dg.AssetSelection.groups(CATALOG_GROUP),
+        description="Refresh every exchange's instrument catalog from its public metadata.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="instrument_catalog_daily",
+        job=job,
+        cron_schedule="10 0 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Each day: new listings, delistings and contract-value changes.",
+    )
+    return catalog_assets, job, schedule
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """One sync: the partition requests, what is tracked per exchange, what was refused."""
+
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]
+    tracked: dict[str, list[str]]
+    refused: list[str]
+    stored: list[str]
+
+
+def _stored_listing(store: ObjectStore, exchange: str) -> pl.DataFrame | None:
+    try:
+        return load_catalog(store, exchange).instruments
+    except MissingObjectError:
+        return None
+
+
+def sync_instruments(
+    store: ObjectStore,
+    config: InstrumentsConfig,
+    current_keys: Callable[[str], Sequence[str]],
+    partitions: FlowPartitions | None = None,
+) -> SyncOutcome:
+    """Resolve ``config`` against the stored catalogs, store the tracked instruments, and the
+    requests that bring each dynamic dimension (``current_keys(name)``) in line with them.
+
+    An exchange whose selection rules have no stored catalog yet keeps every key it has (and
+    its tracked instruments): a missing catalog never deletes partitions.
+    """
+    partitions = partitions or FlowPartitions()
+    exchanges = partitions.exchanges
+    catalogs = {p.exchange: _stored_listing(store, p.exchange) for p in exchanges}
+    resolution = resolve_instruments(config, catalogs, partitions.months_start)
+    requests: list[Any] = []
+    tracked, stored = {}, []
+    for p in exchanges:
+        chosen = dict(resolution.tracked.get(p.exchange, {}))
+        current = list(current_keys(p.instruments_name))
+        if p.exchange in resolution.incomplete:  # keep what was tracked before
+            kept = {instrument_key(e.symbol): e for e in tracked_entries(store, p.exchange)}
+            chosen = dict(sorted({**kept, **chosen}.items()))
+        if save_tracked(store, p.exchange, chosen.values()):
+            stored.append(store.uri(tracked_key(p.exchange)))
+        tracked[p.exchange] = list(chosen)
+        added = [k for k in chosen if k not in current]
+        if added:
+            requests.append(dg.AddDynamicPartitionsRequest(p.instruments_name, added))
+        gone = [k for k in current if k not in chosen]
+        if gone and p.exchange not in resolution.incomplete:
+            requests.append(dg.DeleteDynamicPartitionsRequest(p.instruments_name, gone))
+    return SyncOutcome(requests, tracked, resolution.refused, stored)
+
+
+def apply_requests(instance: dg.DagsterInstance, requests: Sequence[Any]) -> None:
+    """Apply dynamic partition requests to ``instance`` (what the daemon does for a sensor)."""
+    for request in requests:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+
+
+def register_instruments(
+    instance: dg.DagsterInstance,
+    store: ObjectStore,
+    config: InstrumentsConfig,
+    partitions: FlowPartitions | None = None,
+) -> SyncOutcome:
+    """One sync applied directly to ``instance`` (the demo and tests; the sensor in production)."""
+    outcome = sync_instruments(store, config, instance.get_dynamic_partitions, partitions)
+    apply_requests(instance, outcome.requests)
+    return outcome
+
+
+def build_instruments_sensor(
+    config: InstrumentsConfig, partitions: FlowPartitions
+) -> dg.SensorDefinition:
+    """``instruments_sensor``: keeps the instrument dimensions in sync with the file + catalog."""
+
+    @dg.sensor(
+        name="instruments_sensor",
+        minimum_interval_seconds=SYNC_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Resolves the instruments file (entries and selection rules) against the "
+        "stored catalogs, stores the tracked instruments and their months, and adds/deletes "
+        "the instrument partitions accordingly. Reads the store only.",
+    )
+    def instruments_sensor(
+        context: dg.SensorEvaluationContext, store: FlowStore
+    ) -> dg.SensorResult | dg.SkipReason:
+        outcome = sync_instruments(
+            store.open(), config, context.instance.get_dynamic_partitions, partitions
+        )
+        for message in outcome.refused:
+            context.log.warning(f"refused: {message}")
+        for request in outcome.requests:
+            verb = "add" if isinstance(request, dg.AddDynamicPartitionsRequest) else "delete"
+            context.log.info(f"{verb} {request.partitions_def_name}: {request.partition_keys}")
+        if not outcome.requests:
+            counts = ", ".join(f"{e}: {len(k)}" for e, k in outcome.tracked.items())
+            return dg.SkipReason(f"instrument partitions in sync ({counts})")
+        return dg.SensorResult(dynamic_partitions_requests=outcome.requests)
+
+    return instruments_sensor
+
+
+def run_instruments_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance
+) -> dg.SensorResult | dg.SkipReason:
+    """Evaluate ``instruments_sensor`` of ``defs`` once and apply its partition requests to
+    ``instance`` (the demo and the tests: no daemon)."""
+    sensor = defs.resolve_sensor_def("instruments_sensor")
+    store = defs.resources["store"]
+    with dg.build_sensor_context(instance=instance, resources={"store": store}) as context:
+        result = sensor(context)
+    if isinstance(result, dg.SensorResult):
+        apply_requests(instance, result.dynamic_partitions_requests or [])
+    return result
