@@ -1,0 +1,257 @@
+"""Instruments as data: catalog assets, the dynamic instrument dimension, tracked months."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from flow_assets.catalog import load_catalog
+from flow_assets.catalog.mirror import (
+    CatalogServer,
+    binance_exchange_info,
+    binance_symbol,
+    okx_instrument,
+    okx_instruments,
+)
+from flow_assets.catalog.model import INSTRUMENT_SCHEMA
+from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, SelectionRule, parse_config
+from flow_assets.orchestration.catalog import CatalogApi, run_instruments_sensor
+from flow_assets.orchestration.definitions import build_definitions
+from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.tracked import (
+    KeyRefusedError,
+    check_instrument,
+    resolve_instruments,
+    tracked_entries,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CONFIG = parse_config(
+    {
+        "instruments": [{"exchange": "okx-perps", "symbol": "perpetual-BTC-USDT:USDT"}],
+        "select": [{"exchange": "binance-futures", "settle": "USDT"}],
+    }
+)
+
+
+def _at(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+def _binance(*extra: dict, eth_delivery: datetime | None = None, xrp: bool = True) -> dict:
+    symbols = [
+        binance_symbol("BTCUSDT", "BTC", "USDT", onboard=_at(2019, 9, 8)),
+        binance_symbol(
+            "ETHUSDT",
+            "ETH",
+            "USDT",
+            onboard=_at(2019, 11, 27),
+            delivery=eth_delivery,
+            status="SETTLING" if eth_delivery else "TRADING",
+        ),
+        binance_symbol("BTCUSDC", "BTC", "USDC", onboard=_at(2024, 1, 4)),  # not selected
+        binance_symbol("币安人生USDT", "币安人生", "USDT", onboard=_at(2025, 10, 8)),  # no Atlas id
+    ]
+    if xrp:
+        symbols.append(binance_symbol("XRPUSDT", "XRP", "USDT", onboard=_at(2020, 1, 6)))
+    return binance_exchange_info([*symbols, *extra], T0)
+
+
+def _okx(ct_val: str) -> dict:
+    return okx_instruments([okx_instrument("BTC-USDT-SWAP", ct_val, listed=_at(2019, 12, 10))])
+
+
+def _keys(instance: dg.DagsterInstance, name: str) -> list[str]:
+    return sorted(instance.get_dynamic_partitions(name))
+
+
+def _failure_text(result) -> str:
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
+
+
+def _metadata(result, exchange_slug: str) -> dict:
+    [m] = result.asset_materializations_for_node(f"{exchange_slug}__instrument_catalog")
+    return {k: v.value for k, v in m.metadata.items()}
+
+
+@pytest.fixture
+def store(tmp_path) -> FlowStore:
+    return FlowStore(url=str(tmp_path / "store"))
+
+
+def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    with CatalogServer(_binance(), _okx("0.01")) as server:
+        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
+        defs = build_definitions(CONFIG, {"catalog_api": api, "store": store})
+        catalog_job = defs.resolve_job_def("instrument_catalog_job")
+        first = catalog_job.execute_in_process(instance=instance)
+        assert first.success
+        assert _metadata(first, "binance_futures")["instruments_listed"] == 5
+        assert run_instruments_sensor(defs, instance).dynamic_partitions_requests
+        assert _keys(instance, "binance_futures_instruments") == [
+            "BTC-USDT:USDT",
+            "ETH-USDT:USDT",
+            "XRP-USDT:USDT",
+        ]  # BTCUSDC not selected; the non-Atlas symbol refused, never added
+        assert _keys(instance, "okx_perps_instruments") == ["BTC-USDT:USDT"]
+
+        # A day later: SOL listed mid-March 2024, ETH's delisting announced for 2024-05-10,
+        # XRP gone from the listing, OKX's contract value changed.
+        server.binance = _binance(
+            binance_symbol("SOLUSDT", "SOL", "USDT", onboard=_at(2024, 3, 17, 12)),
+            eth_delivery=_at(2024, 5, 10, 8),
+            xrp=False,
+        )
+        server.okx = _okx("0.001")
+        second = catalog_job.execute_in_process(instance=instance)
+        assert second.success
+        binance = _metadata(second, "binance_futures")
+        assert binance["new_listings"] == ["SOLUSDT"]
+        assert binance["delistings"] == ["ETHUSDT", "XRPUSDT"]
+        assert binance["contract_value_changes"] == []
+        assert binance["stored_keys"][0].endswith("catalog/binance-futures/instruments.parquet")
+        okx = _metadata(second, "okx_perps")
+        assert okx["contract_value_changes"] == ["BTC-USDT-SWAP"]
+    history = load_catalog(store.open(), "okx-perps").contracts
+    values = history.filter(pl.col("native") == "BTC-USDT-SWAP")["ct_val"].to_list()
+    assert values[-2:] == [0.01, 0.001]  # after the seed's 2020 values
+
+    run_instruments_sensor(defs, instance)
+    assert _keys(instance, "binance_futures_instruments") == [
+        "BTC-USDT:USDT",
+        "ETH-USDT:USDT",  # delisted: its history stays, nothing is deleted
+        "SOL-USDT:USDT",
+        "XRP-USDT:USDT",
+    ]
+    tracked = {e.symbol: e for e in tracked_entries(store.open(), "binance-futures")}
+    now = datetime.now(UTC)
+    assert tracked["perpetual-SOL-USDT:USDT"].start == date(2024, 3, 1)  # its listing month
+    assert tracked["perpetual-SOL-USDT:USDT"].end is None
+    assert tracked["perpetual-ETH-USDT:USDT"].end == date(2024, 5, 1)
+    assert tracked["perpetual-XRP-USDT:USDT"].end == date(now.year, now.month, 1)
+    assert tracked["perpetual-BTC-USDT:USDT"].start == date(2019, 9, 1)
+    [okx_btc] = tracked_entries(store.open(), "okx-perps")
+    assert okx_btc.start == date(2019, 12, 1)  # no start in the file: its listing month
+    assert isinstance(run_instruments_sensor(defs, instance), dg.SkipReason)  # in sync
+
+    job = defs.resolve_job_def("binance_futures_flow_job")
+    for key, text in [
+        ("SOL-USDT:USDT|2024-02-01", "starts in 2024-03: month 2024-02 is not materializable"),
+        ("ETH-USDT:USDT|2024-06-01", "was delisted: its last month is 2024-05"),
+    ]:
+        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        assert not result.success
+        assert text in _failure_text(result)
+        assert "tracked months" in _failure_text(result)
+
+    # The rule removed from the file: its instruments' partitions go, explicit entries stay.
+    narrower = InstrumentsConfig(
+        entries=(InstrumentEntry("binance-futures", "perpetual-SOL-USDT:USDT"),)
+    )
+    defs = build_definitions(narrower, {"store": store, "archives": ArchiveSources()})
+    run_instruments_sensor(defs, instance)
+    assert _keys(instance, "binance_futures_instruments") == ["SOL-USDT:USDT"]
+    assert _keys(instance, "okx_perps_instruments") == []
+
+
+def test_a_rule_without_a_stored_catalog_deletes_nothing(store) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("binance_futures_instruments", ["BTC-USDT:USDT"])
+    defs = build_definitions(CONFIG, {"store": store})
+    with dg.build_sensor_context(instance=instance, resources={"store": store}) as context:
+        result = defs.resolve_sensor_def("instruments_sensor")(context)
+    assert isinstance(result, dg.SkipReason)  # OKX BTC has no start and no catalog: refused
+    assert _keys(instance, "binance_futures_instruments") == ["BTC-USDT:USDT"]
+
+
+def test_a_selection_rule_adds_every_usdt_margined_perpetual() -> None:
+    rows = [
+        ("BTCUSDT", "perpetual-BTC-USDT:USDT", "BTC", "USDT", None),
+        ("1000PEPEUSDT", "perpetual-1000PEPE-USDT:USDT", "1000PEPE", "USDT", None),
+        ("ETHUSDC", "perpetual-ETH-USDC:USDC", "ETH", "USDC", None),
+        ("OLDUSDT", "perpetual-OLD-USDT:USDT", "OLD", "USDT", _at(2021, 3, 1)),
+        ("BADUSDT", "perpetual-B|AD-USDT:USDT", "B|AD", "USDT", None),  # a bad key
+    ]
+    catalog = pl.DataFrame(
+        [
+            {
+                "exchange": "binance-futures",
+                "native": native,
+                "symbol": symbol,
+                "base": base,
+                "quote": quote,
+                "settle": quote,
+                "kind": "linear",
+                "ct_val": 1.0,
+                "ct_val_ccy": base,
+                "listed": _at(2020, 2, 15),
+                "delisted": delisted,
+                "status": "TRADING",
+            }
+            for native, symbol, base, quote, delisted in rows
+        ],
+        schema=INSTRUMENT_SCHEMA,
+        orient="row",
+    )
+    rule = SelectionRule("binance-futures", settle=("USDT",))
+    resolution = resolve_instruments(InstrumentsConfig(rules=(rule,)), {"binance-futures": catalog})
+    tracked = resolution.tracked["binance-futures"]
+    assert list(tracked) == ["1000PEPE-USDT:USDT", "BTC-USDT:USDT", "OLD-USDT:USDT"]
+    assert tracked["OLD-USDT:USDT"].end == date(2021, 2, 1)  # delisted at 2021-03-01 00:00
+    assert tracked["BTC-USDT:USDT"].start == date(2020, 2, 1)
+    assert any("BADUSDT" in m and "'|'" in m for m in resolution.refused)
+    later = SelectionRule("binance-futures", settle=("USDT",), start=date(2022, 1, 1))
+    tracked = resolve_instruments(InstrumentsConfig(rules=(later,)), {"binance-futures": catalog})
+    assert list(tracked.tracked["binance-futures"]) == ["1000PEPE-USDT:USDT", "BTC-USDT:USDT"]
+
+
+@pytest.mark.parametrize(
+    ("exchange", "symbol", "why"),
+    [
+        ("binance-futures", "perpetual-BT,C-USDT:USDT", "not allowed in a partition key"),
+        ("binance-futures", "perpetual-BTC-USDT:USDT]", "not allowed in a partition key"),
+        ("binance-futures", "perpetual-BTC-USD:BTC", "not an Atlas perpetual of binance-futures"),
+        ("okx-perps", "spot-BTC-USDT", "not a perpetual"),
+        ("okx-perps", None, "no Atlas symbol"),
+    ],
+)
+def test_a_bad_key_is_refused(exchange, symbol, why) -> None:
+    with pytest.raises(KeyRefusedError, match=why):
+        check_instrument(exchange, symbol)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"select": [{"exchange": "binance-futures", "margin": "USDT"}]}, "unknown field"),
+        ({"select": [{"exchange": "bybit", "settle": "USDT"}]}, "exchange 'bybit' is not one of"),
+        ({"select": [{"exchange": "okx-perps", "kind": "quanto"}]}, "kind must be one of"),
+        ({"select": [{"exchange": "okx-perps", "settle": []}]}, "settle must be an asset"),
+        ({"select": [{"exchange": "okx-perps", "start": "2024-13"}]}, "start must be a month"),
+        ({"instruments": [], "select": []}, "no instruments listed and no selection rule"),
+    ],
+)
+def test_rules_are_validated_with_clear_errors(document, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_config(document, "instruments.yaml")
+
+
+def test_definitions_with_rules_load_without_network_or_store(monkeypatch, tmp_path) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("definitions made a network call while loading")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    missing = FlowStore(url=str(tmp_path / "never-created"))
+    defs = build_definitions(CONFIG, {"store": missing})
+    dg.Definitions.validate_loadable(defs)
+    assert not (tmp_path / "never-created").exists()
