@@ -26,8 +26,9 @@ import polars as pl
 
 from flow_assets.cli import api_howto
 from flow_assets.client import get_metrics
-from flow_assets.instruments import InstrumentEntry, load_instruments
+from flow_assets.instruments import InstrumentEntry, load_config
 from flow_assets.orchestration.automation import flow_job_name
+from flow_assets.orchestration.catalog import run_instruments_sensor
 from flow_assets.orchestration.definitions import build_definitions, default_resources
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.publish import list_manifests, manifest_key
@@ -150,10 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["FLOW_ASSETS_BINANCE_URL"] = server.url
         os.environ["FLOW_ASSETS_OKX_URL"] = server.url
         print(f"2/3 serving it on {server.url}; store: {store.url}", flush=True)
-        entries = load_instruments(instruments)
-        defs = build_definitions(entries, default_resources())
+        config = load_config(instruments)
+        entries = list(config.entries)
+        defs = build_definitions(config, default_resources())
         print(f"3/3 materializing {len(entries)} instruments x {len(MONTHS)} months", flush=True)
         with dg.DagsterInstance.get() as instance:
+            # What the instruments_sensor does on the daemon: the instrument partitions and
+            # their tracked months (catalog/{exchange}/tracked.json in the store).
+            run_instruments_sensor(defs, instance)
             results = run_backfill(defs, entries, MONTHS, instance)
         failed = [r.run_id for r in results if not r.success]
         published = list_manifests(store, "flow")
