@@ -233,3 +233,20 @@ def test_spot_style_rows_and_capitalised_booleans(tmp_path: Path) -> None:
     assert trades["is_taker_buy"].to_list() == [False, True]
     assert trades["exchange_ts"][0] == datetime.fromisoformat("2026-01-01T00:00:00.039409+00:00")
     assert trades["notional"].to_list() == [21.0, 10.0]
+
+
+def test_contract_values_do_not_apply_to_usdm_quantities(
+    trades: pl.DataFrame, mirror: Mirror
+) -> None:
+    write_binance(trades, mirror.root, BTC)
+    values = pl.DataFrame({"valid_from": [None], "valid_to": [None], "ct_val": [0.01]})
+    with pytest.raises(ValueError, match="not contracts"):
+        fetch_month(
+            "binance-futures",
+            BTC,
+            JAN,
+            base_url=mirror.url,
+            session=mirror.session,
+            today=LATER,
+            contract_values=values,
+        )

@@ -319,6 +319,7 @@ def ingest(
     report = FetchReport(exchange.name, str(symbol), month)
     with tempfile.TemporaryDirectory(prefix=f"{exchange.name}-") as tmp:
         fetch = _MonthFetch(exchange, symbol, month, options, Path(tmp))
+        exchange.csv_format(symbol, options)  # bad options fail before any download
         files = fetch.locate(report)
         start, progress = utc_midnight(month), options.progress
         with TradeSink(

@@ -127,8 +127,6 @@ def _header_positions(header: str, width: int | None, name: str) -> dict[str, in
     missing = [c for c in COLUMNS if c not in names]
     unknown = [n for n in names if n not in COLUMNS + IGNORED_COLUMNS]
     problems = [f"missing {missing}"] * bool(missing) + [f"unknown {unknown}"] * bool(unknown)
-    if width is not None and width != len(names):
-        problems.append(f"{len(names)} names for rows of {width} fields")
     if len(set(names)) != len(names):
         problems.append("repeated names")
     if problems:
@@ -139,6 +137,8 @@ def _header_positions(header: str, width: int | None, name: str) -> dict[str, in
             f"unknown OKX trade header {header.strip()!r} ({'; '.join(problems)}); "
             f"expected {expected} in any order, optionally with source",
         )
+    if width is not None and width != len(names):
+        raise MalformedCsvError(name, 2, f"{width} fields, the header names {len(names)}")
     return {column: names.index(column) for column in COLUMNS}
 
 
