@@ -1,7 +1,5 @@
 """Binance USD-M archive: layouts, formats, month planning and row policies, over a real socket."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 import json
@@ -27,13 +25,9 @@ from flow_assets.sources.mirror import (
     write_checksum,
     write_zip,
 )
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
     assert_same_trades,
-    fast_session,
-    mirror,
-    mirror_root,
     trades_between,
 )
 

@@ -1,7 +1,5 @@
 """OKX perpetual swaps archive: UTC+8 day files, contracts, spec history, over a real socket."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +27,9 @@ from flow_assets.sources.okx import (
     contract_values_from_specs,
     read_okx_csv,
 )
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
     assert_same_trades,
-    fast_session,
-    mirror,
-    mirror_root,
     trades_between,
 )
 
