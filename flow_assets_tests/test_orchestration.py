@@ -1,7 +1,5 @@
 """The Dagster layer end to end, against archives served on 127.0.0.1 and a real S3 API."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
-
 from __future__ import annotations
 
 import importlib
@@ -31,8 +29,6 @@ from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
 from flow_assets.store import ObjectStore, open_store, summary_key
-from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
-from flow_assets_tests.s3_fixtures import s3_env, s3_server  # noqa: F401
 
 BTC = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1))
 OKX_BTC = InstrumentEntry("okx-perps", "perpetual-BTC-USDT:USDT", date(2024, 2, 1))
