@@ -1,13 +1,10 @@
 """Test helpers for the production topology: a throwaway Postgres and Dagster's three processes.
 
-Import the fixtures explicitly in a test module::
-
-    from flow_assets_tests.production import postgres_server, postgres_env  # noqa: F401
-
-``postgres_server`` runs the machine's PostgreSQL (``initdb`` / ``pg_ctl`` on PATH or under
-/usr/lib/postgresql/*/bin; as root they run as the ``postgres`` user) on 127.0.0.1 with trust
-auth, for the test session; it is stopped (``pg_ctl stop -m immediate``) and its folder removed
-even when a test fails. A missing PostgreSQL is an error, not a skip: CI installs it (.ci/run).
+The fixtures are registered in ``conftest.py``: request them by name. ``postgres_server`` runs
+the machine's PostgreSQL (``initdb`` / ``pg_ctl`` on PATH or under /usr/lib/postgresql/*/bin;
+as root they run as the ``postgres`` user) on 127.0.0.1 with trust auth, for the test session;
+it is stopped (``pg_ctl stop -m immediate``) and its folder removed even when a test fails. A
+missing PostgreSQL is an error, not a skip: CI installs it (.ci/run).
 
 :class:`Topology` starts ``dagster api grpc`` (code server), ``dagster-webserver`` (loading a
 workspace that points at the code server over gRPC) and ``dagster-daemon run`` as separate

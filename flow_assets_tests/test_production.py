@@ -6,8 +6,6 @@ and a 2 s run-monitoring poll. Backfills go through the webserver's GraphQL API 
 sends them. Asset keys and partition keys are read from the loaded Definitions, never spelt here.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
-
 from __future__ import annotations
 
 import importlib
@@ -32,22 +30,8 @@ from flow_assets.metrics import ALL_INTERVALS, interval_micros
 from flow_assets.publish import flow_file, list_manifests, manifest_key, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance
 from flow_assets.store import open_store, unit_prefix
-from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
-from flow_assets_tests.production import (  # noqa: F401
-    REPO,
-    Topology,
-    children_of,
-    postgres_env,
-    postgres_server,
-    render_instance,
-)
-from flow_assets_tests.s3_fixtures import (  # noqa: F401
-    ACCESS_KEY,
-    REGION,
-    SECRET_KEY,
-    moto_client,
-    s3_server,
-)
+from flow_assets_tests.production import REPO, Topology, children_of, render_instance
+from flow_assets_tests.s3_fixtures import ACCESS_KEY, REGION, SECRET_KEY, moto_client
 
 MONTHS = [date(2024, m, 1) for m in (1, 2, 3, 4)]
 ENTRIES = [
