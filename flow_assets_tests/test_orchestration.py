@@ -147,6 +147,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     assert [s.name for s in defs.schedules] == [
         "binance_futures_running_month",
         "okx_perps_running_month",
+        "freshness_checks",
     ]
     partitions = defs.resolve_job_def("binance_futures_flow_job").partitions_def
     assert "BTC-USDT:USDT|2024-02-01" in partitions.get_partition_keys()
@@ -428,14 +429,20 @@ def test_the_sensor_requests_new_and_revised_months(mirror_root, archive_server)
     )
     sensor = defs.resolve_sensor_def("archive_sensor")
     resources = {"archives": ArchiveSources(binance_url=archive_server.url)}
-    first = sensor(dg.build_sensor_context(resources=resources))
+    instance = dg.DagsterInstance.ephemeral()  # where the sensor looks its requested runs up
+    first = sensor(dg.build_sensor_context(resources=resources, instance=instance))
     assert [r.partition_key for r in first.run_requests] == [_key(entry, last)]
     assert first.run_requests[0].job_name == "binance_futures_flow_job"
     assert first.run_requests[0].tags["flow_assets/trigger"] == "published"
-    again = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
-    assert isinstance(again, dg.SkipReason)
+    again = sensor(
+        dg.build_sensor_context(resources=resources, instance=instance, cursor=first.cursor)
+    )
+    assert again.run_requests == []  # requested already: not requested twice
+    assert again.skip_reason is not None
     write_binance(trades.head(40), mirror_root, entry.symbol, monthly=True)  # reissued file
-    revised = sensor(dg.build_sensor_context(resources=resources, cursor=first.cursor))
+    revised = sensor(
+        dg.build_sensor_context(resources=resources, instance=instance, cursor=first.cursor)
+    )
     assert revised.run_requests[0].tags["flow_assets/trigger"] == "revised"
     assert revised.run_requests[0].run_key != first.run_requests[0].run_key
     assert archive_server.log, "the sensor probed the archive"

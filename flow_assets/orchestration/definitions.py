@@ -3,7 +3,9 @@
 Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix),
 ``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
 ``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
-``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL`` and ``FLOW_ASSETS_INSTRUMENTS``.
+``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL``, ``FLOW_ASSETS_INSTRUMENTS``,
+``FLOW_ASSETS_FRESHNESS_LAG_DAYS`` (days the running month's bars may lag, default 2) and
+``FLOW_ASSETS_ALERT_WEBHOOK_URL`` (where failed runs are POSTed as JSON; unset: no alert).
 Loading makes no network call: it reads the instruments file only.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -18,9 +21,19 @@ from dagster_aws.s3 import S3Resource
 from flow_assets.instruments import InstrumentEntry, load_instruments
 from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
-from flow_assets.orchestration.automation import build_automation, build_flow_jobs
+from flow_assets.orchestration.automation import (
+    RETRY_BACKOFF,
+    build_automation,
+    build_flow_jobs,
+)
+from flow_assets.orchestration.operations import build_freshness, run_failure_alert
 from flow_assets.orchestration.partitions import FlowPartitions
-from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.orchestration.resources import (
+    AlertWebhook,
+    ArchiveSources,
+    FlowStore,
+    FreshnessSettings,
+)
 
 
 def _from_env(name: str) -> dg.EnvVar | None:
@@ -28,9 +41,21 @@ def _from_env(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+def _operations_resources() -> dict[str, dg.ConfigurableResource]:
+    """The freshness lag and the alert webhook, from the environment through ``dg.EnvVar``."""
+    lag = dg.EnvVar.int("FLOW_ASSETS_FRESHNESS_LAG_DAYS")
+    return {
+        "freshness": FreshnessSettings(lag_days=lag)
+        if os.environ.get("FLOW_ASSETS_FRESHNESS_LAG_DAYS")
+        else FreshnessSettings(),
+        "alerts": AlertWebhook(url=_from_env("FLOW_ASSETS_ALERT_WEBHOOK_URL")),
+    }
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment through ``dg.EnvVar``."""
     return {
+        **_operations_resources(),
         "archives": ArchiveSources(
             binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
             okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
@@ -50,15 +75,23 @@ def build_definitions(
     entries: Sequence[InstrumentEntry] | None = None,
     resources: dict[str, dg.ConfigurableResource] | None = None,
     settings: FlowSettings | None = None,
+    retry_backoff: timedelta = RETRY_BACKOFF,
 ) -> dg.Definitions:
-    """All assets, checks, jobs, the sensor and the schedule for ``entries``."""
+    """All assets, checks, jobs, sensors and schedules for ``entries``.
+
+    ``resources`` replaces the environment's; the operations resources it lacks (``freshness``,
+    ``alerts``) are taken from the environment.
+    """
     partitions = FlowPartitions(tuple(entries if entries is not None else load_instruments()))
     flow_jobs = build_flow_jobs(partitions)
-    archive_sensor, schedules = build_automation(partitions, flow_jobs)
+    archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff)
+    freshness_checks, freshness_job, freshness_schedule = build_freshness(partitions)
     return dg.Definitions(
         assets=build_assets(partitions, settings or FlowSettings()),
+        asset_checks=freshness_checks,
         jobs=[
             *flow_jobs,
+            freshness_job,
             dg.define_asset_job(
                 "summary_job",
                 selection=dg.AssetSelection.groups("analytics"),
@@ -68,12 +101,13 @@ def build_definitions(
         ],
         sensors=[
             archive_sensor,
+            run_failure_alert,
             dg.AutomationConditionSensorDefinition(
                 "summary_automation",
                 target=dg.AssetSelection.groups("analytics"),
                 default_status=dg.DefaultSensorStatus.STOPPED,
             ),
         ],
-        schedules=schedules,
-        resources=resources or default_resources(),
+        schedules=[*schedules, freshness_schedule],
+        resources={**_operations_resources(), **resources} if resources else default_resources(),
     )
