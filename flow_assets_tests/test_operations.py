@@ -1,8 +1,6 @@
 """Operations: the archive sensor never loses a month and recomputes a revised month and the
 months after it in order; the running month's freshness check; the run-failure alert."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
-
 from __future__ import annotations
 
 import json
@@ -36,7 +34,6 @@ from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import AlertWebhook, ArchiveSources, FlowStore
 from flow_assets.publish import Staging, flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance
-from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
 
 TODAY = datetime.now(UTC).date()
 LAST = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)  # the last finished month
