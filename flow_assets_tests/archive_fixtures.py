@@ -1,7 +1,7 @@
 """Pytest fixtures for the archive sources: a local mirror served over a real socket.
 
-Import the fixtures explicitly in a test module (``from flow_assets_tests.archive_fixtures
-import mirror, archive_server, mirror_root, fast_session``; ``mirror`` bundles the other three).
+The fixtures are registered for every test module by ``conftest.py``: request them by name
+(``mirror`` bundles the other three); import only the helpers (``Mirror``, ``trades_between``...).
 """
 
 from __future__ import annotations

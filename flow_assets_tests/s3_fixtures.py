@@ -1,8 +1,7 @@
 """Test helpers: a real S3-compatible server (moto, over a socket) and a bar-frame builder.
 
-Import the fixtures explicitly in a test module::
-
-    from flow_assets_tests.s3_fixtures import s3_server, s3_env  # noqa: F401
+The fixtures ``s3_server`` and ``s3_env`` are registered for every test module by
+``conftest.py``: request them by name; import only the helpers (``month_bars``, ``moto_client``).
 """
 
 from __future__ import annotations

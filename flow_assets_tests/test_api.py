@@ -46,7 +46,7 @@ from flow_assets.publish import Staging, flow_file
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import TIMESTAMPS, ObjectStore, open_store
 from flow_assets.symbology import SUPPORTED_EXCHANGES
-from flow_assets_tests.s3_fixtures import month_bars, s3_env, s3_server  # noqa: F401
+from flow_assets_tests.s3_fixtures import month_bars
 
 BINANCE, OKX = "binance-futures", "okx-perps"
 BTC, ETH, OKX_BTC = "perpetual-BTC-USDT:USDT", "perpetual-ETH-USDT:USDT", "perpetual-BTC-USD:BTC"
@@ -264,7 +264,7 @@ def test_our_client_through_the_api_returns_the_direct_read(api: Api) -> None:
 
 
 def test_aperiodic_on_s3_through_presigned_urls(
-    s3_env: str,  # noqa: F811
+    s3_env: str,
     tmp_path: Path,
 ) -> None:
     store = open_store(s3_env)

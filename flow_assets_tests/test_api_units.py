@@ -21,7 +21,7 @@ from flow_assets.api.settings import ApiSettings, PreviewEntry, SettingsError, p
 from flow_assets.api.signing import LinkError, Signer
 from flow_assets.publish import Staging, flow_file
 from flow_assets.store import open_store
-from flow_assets_tests.s3_fixtures import month_bars, s3_env, s3_server  # noqa: F401
+from flow_assets_tests.s3_fixtures import month_bars
 
 SECRET = b"s" * 32
 KEY = "flow/binance-futures/perpetual-BTC-USDT:USDT/2024-01/v1/exchange/1h.parquet"
@@ -175,7 +175,7 @@ def test_unreadable_key_file_is_an_error_not_an_empty_ring(tmp_path: Path) -> No
         KeyStore(str(path)).load()
 
 
-def test_key_file_beside_an_s3_store(s3_env: str) -> None:  # noqa: F811
+def test_key_file_beside_an_s3_store(s3_env: str) -> None:
     store = KeyStore(f"{s3_env}/api")
     _, key = store.create("frank")
     assert KeyStore(f"{s3_env}/api/api-keys.json").load().authenticate(key) is not None

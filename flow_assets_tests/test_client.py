@@ -21,7 +21,7 @@ from flow_assets.metrics.schema import BAR_SCHEMA
 from flow_assets.publish import Staging, flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import MissingObjectError, ObjectStore, StoreError, open_store
-from flow_assets_tests.s3_fixtures import month_bars, s3_env, s3_server  # noqa: F401
+from flow_assets_tests.s3_fixtures import month_bars
 
 EXCHANGE = "binance-futures"
 SYMBOL = "perpetual-BTC-USDT:USDT"
@@ -190,7 +190,7 @@ def test_accepts_dated_future_symbol(tmp_path: Path) -> None:
         _get(str(tmp_path), JAN, JAN, symbol="future-BTC-USD:BTC-20260327")
 
 
-def test_reads_from_s3_via_env(s3_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_reads_from_s3_via_env(s3_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _publish(open_store(s3_env), [JAN, FEB])
     monkeypatch.setenv("FLOW_ASSETS_STORAGE_URL", s3_env)
     result = _get(None, date(2026, 1, 31), date(2026, 2, 1))  # type: ignore[arg-type]
@@ -268,7 +268,7 @@ def test_schema_drift_names_the_object(tmp_path: Path) -> None:
         _get(str(tmp_path), JAN, JAN, interval="1d")
 
 
-def test_polars_reads_our_s3_objects_directly(s3_env: str) -> None:  # noqa: F811
+def test_polars_reads_our_s3_objects_directly(s3_env: str) -> None:
     """Other readers (polars/object_store) find the same object with only the AWS_* variables."""
     store = open_store(s3_env)
     _publish(store, [JAN], interval="1d")

@@ -1,7 +1,5 @@
 """The Dagster layer end to end, against archives served on 127.0.0.1 and a real S3 API."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name)
-
 from __future__ import annotations
 
 import importlib
@@ -32,8 +30,6 @@ from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
 from flow_assets.store import ObjectStore, open_store, summary_key
-from flow_assets_tests.archive_fixtures import archive_server, mirror_root  # noqa: F401
-from flow_assets_tests.s3_fixtures import s3_env, s3_server  # noqa: F401
 
 BTC = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1))
 OKX_BTC = InstrumentEntry("okx-perps", "perpetual-BTC-USDT:USDT", date(2024, 2, 1))
@@ -162,6 +158,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
         "binance_futures_running_month",
         "okx_perps_running_month",
         "instrument_catalog_daily",
+        "freshness_checks",
     ]
     partitions = defs.resolve_job_def("binance_futures_flow_job").partitions_def
     dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
@@ -453,9 +450,12 @@ def test_the_sensor_requests_new_and_revised_months(
     _synced(defs)  # the tracked instruments the sensor probes
     sensor = defs.resolve_sensor_def("archive_sensor")
     resources = {"archives": ArchiveSources(binance_url=archive_server.url), "store": local_store}
+    instance = dg.DagsterInstance.ephemeral()  # where the sensor looks its requested runs up
 
     def evaluate(cursor=None):
-        with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+        with dg.build_sensor_context(
+            resources=resources, instance=instance, cursor=cursor
+        ) as context:
             return sensor(context)
 
     first = evaluate()
@@ -463,7 +463,8 @@ def test_the_sensor_requests_new_and_revised_months(
     assert first.run_requests[0].job_name == "binance_futures_flow_job"
     assert first.run_requests[0].tags["flow_assets/trigger"] == "published"
     again = evaluate(first.cursor)
-    assert isinstance(again, dg.SkipReason)
+    assert again.run_requests == []  # requested already: not requested twice
+    assert again.skip_reason is not None
     write_binance(trades.head(40), mirror_root, entry.symbol, monthly=True)  # reissued file
     revised = evaluate(first.cursor)
     assert revised.run_requests[0].tags["flow_assets/trigger"] == "revised"

@@ -35,7 +35,7 @@ from flow_assets.store import (
     unit_prefix,
     write_parquet_file,
 )
-from flow_assets_tests.s3_fixtures import month_bars, s3_env, s3_server  # noqa: F401
+from flow_assets_tests.s3_fixtures import month_bars
 
 JAN, FEB = date(2026, 1, 1), date(2026, 2, 1)
 EXCHANGE, SYMBOL = "binance-futures", "perpetual-BTC-USDT:USDT"

@@ -1,7 +1,5 @@
 """Binance USD-M archive: layouts, formats, month planning and row policies, over a real socket."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 import json
@@ -27,13 +25,9 @@ from flow_assets.sources.mirror import (
     write_checksum,
     write_zip,
 )
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
     assert_same_trades,
-    fast_session,
-    mirror,
-    mirror_root,
     trades_between,
 )
 
@@ -233,3 +227,20 @@ def test_spot_style_rows_and_capitalised_booleans(tmp_path: Path) -> None:
     assert trades["is_taker_buy"].to_list() == [False, True]
     assert trades["exchange_ts"][0] == datetime.fromisoformat("2026-01-01T00:00:00.039409+00:00")
     assert trades["notional"].to_list() == [21.0, 10.0]
+
+
+def test_contract_values_do_not_apply_to_usdm_quantities(
+    trades: pl.DataFrame, mirror: Mirror
+) -> None:
+    write_binance(trades, mirror.root, BTC)
+    values = pl.DataFrame({"valid_from": [None], "valid_to": [None], "ct_val": [0.01]})
+    with pytest.raises(ValueError, match="not contracts"):
+        fetch_month(
+            "binance-futures",
+            BTC,
+            JAN,
+            base_url=mirror.url,
+            session=mirror.session,
+            today=LATER,
+            contract_values=values,
+        )

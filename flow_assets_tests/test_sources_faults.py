@@ -1,7 +1,5 @@
 """Fault injection: each fault ends in the documented error or a correct retry."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 import time
@@ -32,13 +30,9 @@ from flow_assets.sources.mirror import (
     write_okx,
     write_zip,
 )
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
     assert_same_trades,
-    fast_session,
-    mirror,
-    mirror_root,
 )
 
 BTC = "perpetual-BTC-USDT:USDT"

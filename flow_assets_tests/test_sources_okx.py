@@ -1,27 +1,35 @@
 """OKX perpetual swaps archive: UTC+8 day files, contracts, spec history, over a real socket."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 import hashlib
 import io
 import zipfile
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
-from flow_assets.sources import MissingFileError, NotPublishedError, fetch_month, probe_month
+from flow_assets.sources import (
+    MalformedCsvError,
+    MissingContractValueError,
+    MissingFileError,
+    NotPublishedError,
+    fetch_month,
+    probe_month,
+)
 from flow_assets.sources.mirror import sample_trades, utc, write_okx
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets.sources.okx import (
+    CONTRACT_VALUES_SCHEMA,
+    OkxCsv,
+    contract_values_from_specs,
+    read_okx_csv,
+)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
     assert_same_trades,
-    fast_session,
-    mirror,
-    mirror_root,
     trades_between,
 )
 
@@ -187,3 +195,185 @@ def test_env_var_sets_the_base_url(mirror: Mirror, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FLOW_ASSETS_OKX_URL", mirror.url)
     probe = probe_month("okx-perps", LINEAR, JAN, session=mirror.session, today=LATER)
     assert probe is not None
+
+
+# --------------------------------------------------------------------------- real file formats
+
+HEADER = "instrument_name,trade_id,side,price,size,created_time"
+JAN_1_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+
+
+def read_text(tmp_path: Path, text: str, symbol: str = LINEAR) -> pl.DataFrame:
+    path = tmp_path / "BTC-USDT-SWAP-trades-2024-01-01.csv"
+    path.write_text(text)
+    return read_okx_csv(path, symbol)
+
+
+def test_seven_column_file_with_source_and_scientific_sizes(tmp_path: Path) -> None:
+    text = (
+        f"{HEADER},source\n"
+        f"BTC-USDT-SWAP,101,buy,42000.5,1.772e-05,{JAN_1_MS},0\n"
+        f"BTC-USDT-SWAP,102,sell,42001.0,3,{JAN_1_MS + 5},1\n"
+    )
+    trades = read_text(tmp_path, text)
+    assert trades.schema == pl.Schema(TRADE_SCHEMA)
+    assert trades["trade_id"].to_list() == [101, 102]
+    assert trades["base_qty"].to_list() == pytest.approx([1.772e-05 * 0.01, 0.03], rel=1e-12)
+    assert trades["notional"][0] == pytest.approx(42000.5 * 1.772e-07, rel=1e-12)
+    assert trades["is_taker_buy"].to_list() == [True, False]
+    assert trades["exchange_ts"][1] == utc(2024, 1, 1) + timedelta(milliseconds=5)
+
+
+def test_columns_are_found_by_name_in_any_order(tmp_path: Path) -> None:
+    text = (
+        "source,created_time,size,price,side,trade_id,instrument_name\n"
+        f"0,{JAN_1_MS},2,42000.0,sell,7,BTC-USDT-SWAP\n"
+    )
+    trades = read_text(tmp_path, text)
+    assert trades.row(0, named=True) | {"exchange_ts": None} == {
+        "exchange_ts": None,
+        "arrival_ts": None,
+        "trade_id": 7,
+        "price": 42000.0,
+        "base_qty": pytest.approx(0.02),
+        "notional": pytest.approx(840.0),
+        "is_taker_buy": False,
+    }
+    assert trades["exchange_ts"][0] == utc(2024, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "instrument_name,trade_id,side,price,qty,created_time",  # a column missing
+        f"{HEADER},fee",  # an unknown extra column
+        "trade_id/x,side/y,size/z,price/p,created_time/t",  # the spot files' bilingual header
+    ],
+)
+def test_an_unknown_header_is_refused_naming_file_and_header(tmp_path: Path, header: str) -> None:
+    width = header.count(",") + 1
+    row = ",".join(["BTC-USDT-SWAP", "1", "buy", "42000", "1", str(JAN_1_MS), "0"][:width])
+    with pytest.raises(MalformedCsvError, match="unknown OKX trade header") as caught:
+        read_text(tmp_path, f"{header}\n{row}\n")
+    assert "BTC-USDT-SWAP-trades-2024-01-01.csv" in str(caught.value)
+    assert header in str(caught.value)
+
+
+# --------------------------------------------------------------------------- contract values
+
+
+def contract_values(*rows: tuple[datetime | None, datetime | None, float]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=CONTRACT_VALUES_SCHEMA, orient="row")
+
+
+def test_contract_values_parameter_converts_each_trade_with_its_own_value(
+    mirror: Mirror,
+) -> None:
+    change = utc(2024, 1, 15, 12)
+    trades = linear_trades(utc(2024, 1, 1), utc(2024, 2, 1), 400)  # written at 0.01 per contract
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS)
+    values = contract_values((None, change, 0.01), (change, None, 0.001))
+    result = fetch_month(
+        "okx-perps",
+        LINEAR,
+        JAN,
+        base_url=mirror.url,
+        session=mirror.session,
+        today=LATER,
+        contract_values=values,
+    )
+    factor = pl.when(pl.col("exchange_ts") < change).then(1.0).otherwise(0.1)
+    expected = trades.with_columns(pl.col("base_qty", "notional") * factor)
+    assert trades.filter(pl.col("exchange_ts") >= change).height > 100
+    assert_same_trades(result.trades, expected)
+
+
+@pytest.mark.parametrize(
+    ("values", "at"),
+    [
+        (((None, utc(2024, 1, 10), 0.01), (utc(2024, 1, 12), None, 0.01)), "2024-01-10"),
+        (((utc(2024, 1, 20), None, 0.01),), "2024-01-01"),  # before the first valid_from
+        (((None, utc(2024, 1, 20), 0.01),), "2024-01-20"),  # after the last valid_to
+        ((), "2024-01-01"),  # the instrument has no value at all
+    ],
+)
+def test_a_trade_with_no_contract_value_in_force_is_an_error(
+    mirror: Mirror, values: tuple[tuple[datetime | None, datetime | None, float], ...], at: str
+) -> None:
+    trades = linear_trades(utc(2024, 1, 1), utc(2024, 2, 1), 400)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS)
+    with pytest.raises(MissingContractValueError, match=f"BTC-USDT-SWAP in force at {at}"):
+        fetch_month(
+            "okx-perps",
+            LINEAR,
+            JAN,
+            base_url=mirror.url,
+            session=mirror.session,
+            today=LATER,
+            contract_values=contract_values(*values),
+        )
+
+
+def test_overlapping_contract_values_are_refused() -> None:
+    values = contract_values((None, utc(2024, 1, 10), 0.01), (utc(2024, 1, 9), None, 0.1))
+    with pytest.raises(ValueError, match="overlap"):
+        OkxCsv(LINEAR, values)
+
+
+def test_default_contract_values_are_the_package_table() -> None:
+    change = utc(2020, 3, 20, 8)
+    expected = contract_values((None, change, 0.0001), (change, None, 0.01))
+    assert contract_values_from_specs(LINEAR).equals(expected)
+
+
+# --------------------------------------------------------------------------- running month
+
+
+def test_latest_days_not_published_yet_end_the_running_month(mirror: Mirror) -> None:
+    """Files up to Jan 8 are out on Jan 10: Jan 9 (and today's) are late, not missing."""
+    trades = linear_trades(utc(2023, 12, 31, 16), utc(2024, 1, 8, 16), 300)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS[:10])  # Dec 30 .. Jan 8
+    kwargs = {"base_url": mirror.url, "session": mirror.session, "today": date(2024, 1, 10)}
+    result = fetch_month("okx-perps", LINEAR, JAN, **kwargs)
+    assert result.report.end == utc(2024, 1, 8)
+    assert not result.report.complete
+    assert result.report.days_missing == []
+    assert result.report.days_covered == [date(2024, 1, d) for d in range(1, 8)]
+    assert_same_trades(result.trades, trades_between(trades, utc(2024, 1, 1), utc(2024, 1, 8)))
+    first = probe_month("okx-perps", LINEAR, JAN, **kwargs)
+    assert first is not None
+    write_okx(trades.clear(), mirror.root, LINEAR, empty_days=(date(2024, 1, 9),))
+    assert probe_month("okx-perps", LINEAR, JAN, **kwargs) != first
+    assert fetch_month("okx-perps", LINEAR, JAN, **kwargs).report.end == utc(2024, 1, 9)
+
+
+def test_a_day_missing_before_the_latest_published_is_still_missing(mirror: Mirror) -> None:
+    trades = linear_trades(utc(2023, 12, 31, 16), utc(2024, 1, 8, 16), 300)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS[:10])
+    hole = "cdn/okex/traderecords/trades/daily/20240105/BTC-USDT-SWAP-trades-2024-01-05.zip"
+    (mirror.root / hole).unlink()
+    kwargs = {"base_url": mirror.url, "session": mirror.session, "today": date(2024, 1, 10)}
+    with pytest.raises(MissingFileError, match="2024-01-05") as caught:
+        fetch_month("okx-perps", LINEAR, JAN, **kwargs)
+    assert "2024-01-09" not in str(caught.value)
+    report = fetch_month("okx-perps", LINEAR, JAN, allow_missing_days=True, **kwargs).report
+    assert report.days_missing == [date(2024, 1, 5)]
+    assert report.end == utc(2024, 1, 8)
+
+
+def test_old_files_absent_at_the_end_are_missing_days_not_an_earlier_end(mirror: Mirror) -> None:
+    """Long after the month, absent last files are holes, as for Binance: the month still ends
+    at its end and lists them."""
+    trades = linear_trades(utc(2023, 12, 31, 16), utc(2024, 1, 29, 16), 300)
+    write_okx(trades, mirror.root, LINEAR, empty_days=ALL_FILE_DAYS[:31])  # up to Jan 29
+    kwargs = {"base_url": mirror.url, "session": mirror.session, "today": LATER}
+    report = fetch_month("okx-perps", LINEAR, JAN, allow_missing_days=True, **kwargs).report
+    assert report.days_missing == [date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1)]
+    assert report.end == utc(2024, 2, 1)
+    assert report.days_covered[-1] == date(2024, 1, 28)
+    assert not report.complete
+
+
+def test_rows_wider_than_the_header_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(MalformedCsvError, match="line 2: 7 fields, the header names 6"):
+        read_text(tmp_path, f"{HEADER}\nBTC-USDT-SWAP,1,buy,42000,1,{JAN_1_MS},0\n")

@@ -5,8 +5,6 @@ the property test, a plain-Python statement of the row policies). Chunks of a fe
 groups of 7 rows and sort slices of 5 rows are forced so that many of each are exercised.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 import random
@@ -50,12 +48,8 @@ from flow_assets.sources.mirror import (
 from flow_assets.sources.okx import UTC_OFFSET, read_okx_csv
 from flow_assets.sources.report import FetchReport, clean_trades, month_bounds
 from flow_assets.sources.tardis import ingest_tardis_month, parse_tardis_csv
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
-    fast_session,
-    mirror,
-    mirror_root,
 )
 
 BTC = "perpetual-BTC-USDT:USDT"

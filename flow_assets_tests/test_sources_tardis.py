@@ -1,7 +1,5 @@
 """Tardis-style CSVs: exchange and arrival times, gzip or plain, local or over HTTP."""
 
-# ruff: noqa: F811  (pytest fixtures imported by name and requested as arguments)
-
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,13 +11,9 @@ import pytest
 from flow_assets.sources import CorruptArchiveError, MalformedCsvError
 from flow_assets.sources.mirror import sample_trades, utc, write_tardis
 from flow_assets.sources.tardis import read_tardis_csv
-from flow_assets_tests.archive_fixtures import (  # noqa: F401  (fixtures)
+from flow_assets_tests.archive_fixtures import (
     Mirror,
-    archive_server,
     assert_same_trades,
-    fast_session,
-    mirror,
-    mirror_root,
 )
 
 HEADER = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"

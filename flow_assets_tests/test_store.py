@@ -32,7 +32,7 @@ from flow_assets.store import (
     unit_prefix,
     write_parquet_file,
 )
-from flow_assets_tests.s3_fixtures import month_bars, moto_client, s3_env, s3_server  # noqa: F401
+from flow_assets_tests.s3_fixtures import month_bars, moto_client
 
 JAN = date(2026, 1, 1)
 SYMBOL = "perpetual-BTC-USDT:USDT"
@@ -442,7 +442,7 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 # --------------------------------------------------------------------------- S3
 
 
-def test_s3_round_trip(s3_env: str) -> None:  # noqa: F811
+def test_s3_round_trip(s3_env: str) -> None:
     s3 = open_store(s3_env)  # boto3's default chain: AWS_ENDPOINT_URL points at moto
     assert isinstance(s3, S3Store)
     assert s3.url == s3_env
@@ -480,7 +480,7 @@ def test_s3_round_trip(s3_env: str) -> None:  # noqa: F811
     assert s3.list_keys() == [KEY]
 
 
-def test_s3_parquet_has_statistics_and_zstd(s3_env: str) -> None:  # noqa: F811
+def test_s3_parquet_has_statistics_and_zstd(s3_env: str) -> None:
     import pyarrow as pa  # noqa: PLC0415
 
     s3 = open_store(s3_env)
@@ -494,7 +494,7 @@ def test_s3_parquet_has_statistics_and_zstd(s3_env: str) -> None:  # noqa: F811
     assert column.statistics.max == datetime(2026, 1, 31)
 
 
-def test_s3_put_file_is_one_streamed_put(s3_env: str, tmp_path: Path) -> None:  # noqa: F811
+def test_s3_put_file_is_one_streamed_put(s3_env: str, tmp_path: Path) -> None:
     s3 = open_store(s3_env)
     assert isinstance(s3, S3Store)
     source = big_file(tmp_path / "source", 2 * MIB + 3)
@@ -511,7 +511,7 @@ def test_s3_put_file_is_one_streamed_put(s3_env: str, tmp_path: Path) -> None:  
 
 
 def test_s3_multipart_upload(
-    s3_env: str,  # noqa: F811
+    s3_env: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -531,7 +531,7 @@ def test_s3_multipart_upload(
 
 
 def test_s3_failed_multipart_upload_keeps_old_object(
-    s3_env: str,  # noqa: F811
+    s3_env: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -553,7 +553,7 @@ def test_s3_failed_multipart_upload_keeps_old_object(
     assert "Uploads" not in s3.client.list_multipart_uploads(Bucket=s3.bucket)
 
 
-def test_s3_local_copy(s3_env: str, tmp_root: Path) -> None:  # noqa: F811
+def test_s3_local_copy(s3_env: str, tmp_root: Path) -> None:
     s3 = open_store(s3_env)
     s3.put_bytes(KEY, b"bars")
     with s3.local_copy(KEY) as path:
@@ -573,7 +573,7 @@ def test_s3_local_copy(s3_env: str, tmp_root: Path) -> None:  # noqa: F811
     assert s3.get_bytes(KEY) == b"bars"  # the object itself is untouched
 
 
-def test_s3_presigned_url(s3_env: str) -> None:  # noqa: F811
+def test_s3_presigned_url(s3_env: str) -> None:
     s3 = open_store(s3_env)
     data = bytes(range(256)) * 100
     s3.put_bytes(KEY, data)
@@ -586,13 +586,13 @@ def test_s3_presigned_url(s3_env: str) -> None:  # noqa: F811
     assert missing.status_code == 404
 
 
-def test_s3_json_round_trip(s3_env: str) -> None:  # noqa: F811
+def test_s3_json_round_trip(s3_env: str) -> None:
     json_round_trip(open_store(s3_env))
 
 
 def test_open_store_uses_the_given_s3_client(
-    s3_env: str,  # noqa: F811
-    s3_server: str,  # noqa: F811
+    s3_env: str,
+    s3_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the environment now points nowhere: only the given client can reach the server

@@ -4,7 +4,9 @@ Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3:
 ``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
 ``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
 ``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL``, ``FLOW_ASSETS_BINANCE_API_URL``,
-``FLOW_ASSETS_OKX_API_URL`` (the catalogs' metadata APIs) and ``FLOW_ASSETS_INSTRUMENTS``.
+``FLOW_ASSETS_OKX_API_URL`` (the catalogs' metadata APIs), ``FLOW_ASSETS_INSTRUMENTS``,
+``FLOW_ASSETS_FRESHNESS_LAG_DAYS`` (days the running month's bars may lag, default 2) and
+``FLOW_ASSETS_ALERT_WEBHOOK_URL`` (where failed runs are POSTed as JSON; unset: no alert).
 Loading makes no network call and does not read the store: it reads the instruments file only
 (the instrument partitions are dynamic, synced by ``instruments_sensor``).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -20,14 +23,24 @@ from dagster_aws.s3 import S3Resource
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, load_config
 from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
-from flow_assets.orchestration.automation import build_automation, build_flow_jobs
+from flow_assets.orchestration.automation import (
+    RETRY_BACKOFF,
+    build_automation,
+    build_flow_jobs,
+)
 from flow_assets.orchestration.catalog import (
     CatalogApi,
     build_catalog_automation,
     build_instruments_sensor,
 )
+from flow_assets.orchestration.operations import build_freshness, run_failure_alert
 from flow_assets.orchestration.partitions import FlowPartitions
-from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.orchestration.resources import (
+    AlertWebhook,
+    ArchiveSources,
+    FlowStore,
+    FreshnessSettings,
+)
 
 
 def _from_env(name: str) -> dg.EnvVar | None:
@@ -35,9 +48,21 @@ def _from_env(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+def _operations_resources() -> dict[str, dg.ConfigurableResource]:
+    """The freshness lag and the alert webhook, from the environment through ``dg.EnvVar``."""
+    lag = dg.EnvVar.int("FLOW_ASSETS_FRESHNESS_LAG_DAYS")
+    return {
+        "freshness": FreshnessSettings(lag_days=lag)
+        if os.environ.get("FLOW_ASSETS_FRESHNESS_LAG_DAYS")
+        else FreshnessSettings(),
+        "alerts": AlertWebhook(url=_from_env("FLOW_ASSETS_ALERT_WEBHOOK_URL")),
+    }
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment through ``dg.EnvVar``."""
     return {
+        **_operations_resources(),
         "archives": ArchiveSources(
             binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
             okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
@@ -61,6 +86,7 @@ def build_definitions(
     instruments: InstrumentsConfig | Sequence[InstrumentEntry] | None = None,
     resources: dict[str, dg.ConfigurableResource] | None = None,
     settings: FlowSettings | None = None,
+    retry_backoff: timedelta = RETRY_BACKOFF,
 ) -> dg.Definitions:
     """All assets, checks, jobs, sensors and schedules; ``instruments`` (default: the
     instruments file) is what ``instruments_sensor`` tracks. Resources not given are the
@@ -71,13 +97,16 @@ def build_definitions(
         instruments = InstrumentsConfig(entries=tuple(instruments))
     partitions = FlowPartitions()
     flow_jobs = build_flow_jobs(partitions)
-    archive_sensor, schedules = build_automation(partitions, flow_jobs)
+    archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff)
     catalog_assets, catalog_job, catalog_schedule = build_catalog_automation(partitions)
+    freshness_checks, freshness_job, freshness_schedule = build_freshness(partitions)
     return dg.Definitions(
         assets=[*catalog_assets, *build_assets(partitions, settings or FlowSettings())],
+        asset_checks=freshness_checks,
         jobs=[
             *flow_jobs,
             catalog_job,
+            freshness_job,
             dg.define_asset_job(
                 "summary_job",
                 selection=dg.AssetSelection.groups("analytics"),
@@ -88,12 +117,13 @@ def build_definitions(
         sensors=[
             build_instruments_sensor(instruments, partitions),
             archive_sensor,
+            run_failure_alert,
             dg.AutomationConditionSensorDefinition(
                 "summary_automation",
                 target=dg.AssetSelection.groups("analytics"),
                 default_status=dg.DefaultSensorStatus.STOPPED,
             ),
         ],
-        schedules=[*schedules, catalog_schedule],
+        schedules=[*schedules, catalog_schedule, freshness_schedule],
         resources={**default_resources(), **(resources or {})},
     )

@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import requests
 from dagster_aws.s3 import S3Resource
 
 from flow_assets.instruments import InstrumentEntry
@@ -97,3 +98,25 @@ class FlowStore(dg.ConfigurableResource):
         url = self.url or str(DEFAULT_LOCAL_ROOT)
         client = self.s3.get_client() if self.s3 and url.startswith("s3://") else None
         return open_store(url, s3_client=client)
+
+
+class FreshnessSettings(dg.ConfigurableResource):
+    """How far the running month's bars may lag: the last complete day they cover may be at
+    most ``lag_days`` days before today (UTC)."""
+
+    lag_days: int = 2
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Where operator alerts are POSTed as JSON; no URL means no alert is sent."""
+
+    url: str | None = None
+    timeout_seconds: float = 10.0
+
+    def post(self, message: dict[str, object]) -> bool:
+        """POST ``message``; whether it was sent (an unreachable hook raises)."""
+        if not self.url:
+            return False
+        response = requests.post(self.url, json=message, timeout=self.timeout_seconds)
+        response.raise_for_status()
+        return True

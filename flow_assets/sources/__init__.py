@@ -4,44 +4,55 @@
 Parquet file ``dest`` (trades in ``TRADE_SCHEMA`` sorted by ``(exchange_ts, trade_id)``, row
 groups within a UTC day; see :mod:`.ingest`) and returns the :class:`FetchReport`, never holding
 the month in memory. ``fetch_month`` returns the same as a :class:`FetchResult` in memory.
-``probe_month`` is the cheap remote check a sensor uses. Exchanges: ``binance-futures``
-(:mod:`.binance`), ``okx-perps`` (:mod:`.okx`); Tardis CSVs: :mod:`.tardis`
+``probe_month`` is the cheap remote check a sensor uses.
+
+Every exchange goes through the same loop (:mod:`.archive`: month plan, downloads, checksums,
+coverage, cleaning); :data:`EXCHANGES` holds their descriptions (:class:`~.archive.Exchange`):
+``binance-futures`` (:mod:`.binance`), ``okx-perps`` (:mod:`.okx`). Tardis CSVs: :mod:`.tardis`
 (``ingest_tardis_month``, ``read_tardis_csv``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import requests
 
-from flow_assets.sources import binance, okx
+from flow_assets.sources import archive
+from flow_assets.sources.archive import Exchange, FetchOptions
+from flow_assets.sources.binance import BINANCE
 from flow_assets.sources.errors import (
     ArchiveDefectError,
     ChecksumMismatchError,
     CorruptArchiveError,
     DownloadError,
     MalformedCsvError,
+    MissingContractValueError,
     MissingFileError,
     NotPublishedError,
     SourceError,
 )
-from flow_assets.sources.http import make_session
+from flow_assets.sources.http import Progress, make_session
 from flow_assets.sources.ingest import read_back
+from flow_assets.sources.okx import OKX
 from flow_assets.sources.report import FetchReport, FetchResult, FileRecord
 from flow_assets.symbology import SUPPORTED_EXCHANGES, SymbolError
 
 __all__ = [
+    "EXCHANGES",
     "ArchiveDefectError",
     "ChecksumMismatchError",
     "CorruptArchiveError",
     "DownloadError",
+    "Exchange",
+    "FetchOptions",
     "FetchReport",
     "FetchResult",
     "FileRecord",
     "MalformedCsvError",
+    "MissingContractValueError",
     "MissingFileError",
     "NotPublishedError",
     "SourceError",
@@ -51,12 +62,15 @@ __all__ = [
     "probe_month",
 ]
 
+EXCHANGES: dict[str, Exchange] = {exchange.name: exchange for exchange in (BINANCE, OKX)}
 
-def _check(exchange: str) -> None:
-    if exchange not in SUPPORTED_EXCHANGES:
-        raise SymbolError(
-            f"unknown exchange {exchange!r}; supported: {', '.join(SUPPORTED_EXCHANGES)}"
-        )
+
+def exchange_for(name: str) -> Exchange:
+    """The description of the exchange ``name``; :class:`SymbolError` when unsupported."""
+    if name not in SUPPORTED_EXCHANGES or name not in EXCHANGES:
+        supported = ", ".join(e for e in SUPPORTED_EXCHANGES if e in EXCHANGES)
+        raise SymbolError(f"unknown exchange {name!r}; supported: {supported}")
+    return EXCHANGES[name]
 
 
 def ingest_month(
@@ -70,38 +84,18 @@ def ingest_month(
     session: requests.Session | None = None,
     today: date | None = None,
     allow_missing_days: bool = False,
-    progress: Callable[[str], None] | None = None,
+    contract_values: pl.DataFrame | None = None,
+    progress: Progress | None = None,
 ) -> FetchReport:
     """Write all trades of one UTC month (``month`` = its first day) of an Atlas ``symbol`` to
     the Parquet file ``dest``, streaming; the report of :func:`fetch_month`.
 
     ``progress`` receives human-readable lines (bytes downloaded, rows parsed, days written).
     """
-    _check(exchange)
-    if exchange == binance.EXCHANGE:
-        return binance.ingest_month(
-            symbol,
-            month,
-            dest,
-            base_url=base_url,
-            dataset=dataset,
-            session=session,
-            today=today,
-            allow_missing_days=allow_missing_days,
-            progress=progress,
-        )
-    if dataset != "aggTrades":
-        raise ValueError(f"{exchange} has a single trades dataset; got dataset={dataset!r}")
-    return okx.ingest_month(
-        symbol,
-        month,
-        dest,
-        base_url=base_url,
-        session=session,
-        today=today,
-        allow_missing_days=allow_missing_days,
-        progress=progress,
+    options = FetchOptions(
+        base_url, dataset, session, today, allow_missing_days, contract_values, progress
     )
+    return archive.ingest(exchange_for(exchange), symbol, month, dest, options)
 
 
 def fetch_month(
@@ -114,25 +108,17 @@ def fetch_month(
     session: requests.Session | None = None,
     today: date | None = None,
     allow_missing_days: bool = False,
+    contract_values: pl.DataFrame | None = None,
 ) -> FetchResult:
     """All trades of one UTC month (``month`` = its first day) of an Atlas ``symbol``, in memory.
 
     The running month gives the complete days so far (``report.complete`` false, ``report.end``
-    the exclusive end). ``dataset`` applies to Binance only (``aggTrades`` or ``trades``).
+    the exclusive end). ``dataset`` applies to Binance only (``aggTrades`` or ``trades``);
+    ``contract_values`` to exchanges whose sizes are contracts (OKX; None: the package's table).
     """
-    return read_back(
-        lambda dest: ingest_month(
-            exchange,
-            symbol,
-            month,
-            dest,
-            base_url=base_url,
-            dataset=dataset,
-            session=session,
-            today=today,
-            allow_missing_days=allow_missing_days,
-        )
-    )
+    options = FetchOptions(base_url, dataset, session, today, allow_missing_days, contract_values)
+    source = exchange_for(exchange)
+    return read_back(lambda dest: archive.ingest(source, symbol, month, dest, options))
 
 
 def probe_month(
@@ -145,6 +131,5 @@ def probe_month(
     today: date | None = None,
 ) -> str | None:
     """None when the month is not published yet, else a version that changes with its files."""
-    _check(exchange)
-    module = binance if exchange == binance.EXCHANGE else okx
-    return module.probe_month(symbol, month, base_url=base_url, session=session, today=today)
+    options = FetchOptions(base_url=base_url, session=session, today=today)
+    return archive.probe(exchange_for(exchange), symbol, month, options)

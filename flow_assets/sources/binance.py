@@ -4,10 +4,10 @@ Layout: ``{base}/data/futures/um/{monthly|daily}/{dataset}/{SYM}/{SYM}-{dataset}
 with a ``.zip.CHECKSUM`` beside each file (``<sha256>  <zip name>``). The base is ``base_url``,
 else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``.
 
-Which files: a finished month uses its monthly file when published, else its daily files; the
-running month uses the daily files up to yesterday (``report.complete`` false). Daily files absent
-inside a published range raise :class:`MissingFileError` (or, with ``allow_missing_days``, are
-listed in ``report.days_missing``); trailing recent ones are *not published yet*.
+Which files: a finished month uses its monthly file when published, else its daily files (UTC
+days); the running month uses the daily files up to yesterday. The month plan, checksum checks,
+coverage and streaming are those of every exchange (:mod:`flow_assets.sources.archive`); this
+module gives the layout and the CSV (:data:`BINANCE`).
 
 CSV: aggTrades ``agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,
 is_buyer_maker`` (spot adds ``is_best_match``), trades ``id,price,qty,quote_qty,time,
@@ -17,10 +17,6 @@ Normalized: ``trade_id`` = agg_trade_id or id, ``base_qty`` = quantity, ``notion
 price * quantity, ``is_taker_buy`` = not is_buyer_maker, ``arrival_ts`` null. Row policies
 (zero quantity, duplicate ids, order) are those of :mod:`flow_assets.sources.report`.
 
-:func:`ingest_month` streams the files one after the other (downloaded with their checksum
-verified first, then read chunk by chunk) into one Parquet file (:mod:`flow_assets.sources.ingest`);
-:func:`flow_assets.sources.fetch_month` reads that file back into memory.
-
 Known defect: in the ``trades`` dataset ``is_buyer_maker`` is true on every row since 2026-07-03.
 A day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side is refused with
 :class:`ArchiveDefectError`, never turned into bars; aggTrades keep the side.
@@ -28,33 +24,16 @@ A day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side is refused w
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import polars as pl
-import requests
 
 from flow_assets.metrics.schema import UTC_MICROS
-from flow_assets.sources import http
+from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.csvstream import CsvFormat, field, read_trades, text
-from flow_assets.sources.errors import ArchiveDefectError, MissingFileError, NotPublishedError
-from flow_assets.sources.http import Progress
-from flow_assets.sources.ingest import TradeSink
-from flow_assets.sources.report import (
-    FetchReport,
-    FileRecord,
-    classify_absent,
-    days_between,
-    empty_trades,
-    month_start,
-    next_month,
-    today_utc,
-    utc_midnight,
-)
-from flow_assets.symbology import to_native
+from flow_assets.sources.errors import ArchiveDefectError
+from flow_assets.sources.report import empty_trades
 
 EXCHANGE = "binance-futures"
 DEFAULT_URL = "https://data.binance.vision"
@@ -71,15 +50,20 @@ _I, _F, _B = pl.Int64(), pl.Float64(), pl.Boolean()
 _DTYPES = {"aggTrades": (_I, _F, _F, _I, _I, _I, _B, _B), "trades": (_I, _F, _F, _F, _I, _B, _B)}
 
 
-def resolve_base_url(value: str | None = None) -> str:
-    """The archive root: the argument, else ``$FLOW_ASSETS_BINANCE_URL``, else the public one."""
-    return (value or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
-
-
 def file_url(base: str, native: str, dataset: str, period: str) -> str:
     """URL of one archive zip; ``period`` is ``YYYY-MM`` (monthly) or ``YYYY-MM-DD`` (daily)."""
     frequency = "monthly" if len(period) == 7 else "daily"
     return f"{base}/data/futures/um/{frequency}/{dataset}/{native}/{native}-{dataset}-{period}.zip"
+
+
+def daily_url(base: str, native: str, dataset: str, day: date) -> str:
+    """URL of the file of the UTC ``day``."""
+    return file_url(base, native, dataset, f"{day:%Y-%m-%d}")
+
+
+def monthly_url(base: str, native: str, dataset: str, month: date) -> str:
+    """URL of the file of the whole UTC ``month``."""
+    return file_url(base, native, dataset, f"{month:%Y-%m}")
 
 
 def to_micros(column: pl.Expr) -> pl.Expr:
@@ -185,152 +169,25 @@ def check_one_sided(trades: pl.DataFrame, name: str) -> None:
     check.check(name)
 
 
-def _ingest_file(
-    session: requests.Session,
-    url: str,
-    checksum_text: str,
-    dataset: str,
-    sink: TradeSink,
-    workdir: Path,
-    progress: Progress | None,
-) -> None:
-    """Download one zip (checksum verified first), stream its trades into ``sink``, delete it."""
-    zip_path = workdir / url.rsplit("/", 1)[1]
-    try:
-        got = http.download_verified(
-            session, url, zip_path, url + ".CHECKSUM", checksum_text, progress=progress
-        )
-    except http.NotFoundError as exc:
-        raise MissingFileError(f"{url} is gone although its CHECKSUM is published") from exc
-    sink.report.files.append(FileRecord(zip_path.name, url, got.sha256, got.size, True))
-    one_sided = OneSidedCheck() if dataset == "trades" else None
-    for trades in read_trades(zip_path, BinanceCsv(dataset), kind="zip", progress=progress):
-        if one_sided is not None:
-            one_sided.add(trades)
-        sink.add(trades)
-    if one_sided is not None:
-        one_sided.check(zip_path.name)
-    zip_path.unlink()
+def _csv_format(symbol: str, options: FetchOptions) -> BinanceCsv:
+    """USD-M quantities are in the base asset: there are no contract values to apply."""
+    if options.contract_values is not None:
+        raise ValueError(f"{EXCHANGE} sizes are not contracts; contract_values does not apply")
+    return BinanceCsv(options.dataset)
 
 
-def _checksum_or_none(session: requests.Session, url: str) -> str | None:
-    try:
-        return http.get_text(session, url + ".CHECKSUM")
-    except http.NotFoundError:
-        return None
+def _one_sided_check(options: FetchOptions) -> OneSidedCheck | None:
+    return OneSidedCheck() if options.dataset == "trades" else None
 
 
-def _month_plan(month: date, today: date) -> tuple[bool, list[date]]:
-    """(finished, the days the month can cover as of ``today``)."""
-    start, stop = month_start(month), next_month(month)
-    if start >= today:
-        raise NotPublishedError(f"{month:%Y-%m} has no complete day yet (today is {today})")
-    return stop <= today, days_between(start, min(stop, today))
-
-
-def _plan_files(
-    session: requests.Session,
-    base: str,
-    native: str,
-    dataset: str,
-    month: date,
-    today: date,
-    allow_missing_days: bool,
-    report: FetchReport,
-) -> list[tuple[str, str]]:
-    """The (url, CHECKSUM text) of the files to read; fills the report's coverage and end."""
-    finished, days = _month_plan(month, today)
-    monthly_url = file_url(base, native, dataset, f"{month:%Y-%m}")
-    checksum = _checksum_or_none(session, monthly_url) if finished else None
-    if checksum is not None:
-        files = [(monthly_url, checksum)]
-        report.days_covered = days
-    else:
-        urls = {d: file_url(base, native, dataset, f"{d:%Y-%m-%d}") for d in days}
-        sums = {d: _checksum_or_none(session, urls[d]) for d in days}
-        present = {d for d, text in sums.items() if text is not None}
-        not_yet, missing = classify_absent(days, present, today, f"{native} {dataset}")
-        if finished and not_yet:
-            raise NotPublishedError(
-                f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files "
-                f"not published yet for {', '.join(map(str, not_yet))}"
-            )
-        if (missing and not allow_missing_days) or not present:
-            raise MissingFileError(
-                f"{native} {dataset} {month:%Y-%m}: no monthly file and daily files missing "
-                f"for {', '.join(map(str, missing))}"
-            )
-        files = [(urls[d], sums[d]) for d in sorted(present)]  # type: ignore[misc]
-        report.days_covered = sorted(present)
-        report.days_missing = missing
-        if not_yet:
-            days = [d for d in days if d <= max(present)]
-    report.end = utc_midnight(days[-1] + timedelta(days=1))
-    report.complete = finished and not report.days_missing
-    return files
-
-
-def ingest_month(
-    symbol: str,
-    month: date,
-    dest: Path,
-    *,
-    base_url: str | None = None,
-    dataset: str = "aggTrades",
-    session: requests.Session | None = None,
-    today: date | None = None,
-    allow_missing_days: bool = False,
-    progress: Progress | None = None,
-) -> FetchReport:
-    """Write the trades of one UTC month of an Atlas perpetual to the Parquet file ``dest``.
-
-    Streams each file (see :mod:`flow_assets.sources.ingest` for the file and the memory bound).
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; supported: {', '.join(DATASETS)}")
-    native = to_native(EXCHANGE, symbol)
-    base = resolve_base_url(base_url)
-    session = session or http.make_session()
-    report = FetchReport(EXCHANGE, str(symbol), month)
-    files = _plan_files(
-        session, base, native, dataset, month, today or today_utc(), allow_missing_days, report
-    )
-    with tempfile.TemporaryDirectory(prefix="binance-") as tmp:
-        workdir = Path(tmp)
-        start = utc_midnight(month)
-        with TradeSink(dest, report, start, report.end, progress=progress, workdir=workdir) as sink:
-            for url, checksum in files:
-                _ingest_file(session, url, checksum, dataset, sink, workdir, progress)
-            sink.commit()
-    return report
-
-
-def probe_month(
-    symbol: str,
-    month: date,
-    *,
-    base_url: str | None = None,
-    session: requests.Session | None = None,
-    today: date | None = None,
-    dataset: str = "aggTrades",
-) -> str | None:
-    """A version of the month's files from their CHECKSUMs only; None when nothing is out yet."""
-    native = to_native(EXCHANGE, symbol)
-    base = resolve_base_url(base_url)
-    session = session or http.make_session()
-    try:
-        finished, days = _month_plan(month, today or today_utc())
-    except NotPublishedError:
-        return None
-    if finished:
-        text = _checksum_or_none(session, file_url(base, native, dataset, f"{month:%Y-%m}"))
-        if text is not None:
-            return "monthly:" + text.split()[0]
-    sums = [
-        f"{d}:{text.split()[0]}"
-        for d in days
-        if (text := _checksum_or_none(session, file_url(base, native, dataset, f"{d:%Y-%m-%d}")))
-    ]
-    if not sums:
-        return None
-    return f"daily:{len(sums)}:" + hashlib.sha256("\n".join(sums).encode()).hexdigest()[:32]
+BINANCE = Exchange(
+    name=EXCHANGE,
+    default_url=DEFAULT_URL,
+    url_env=URL_ENV,
+    daily_url=daily_url,
+    monthly_url=monthly_url,
+    checksum_url=lambda url: url + ".CHECKSUM",
+    csv_format=_csv_format,
+    datasets=DATASETS,
+    file_check=_one_sided_check,
+)

@@ -277,10 +277,10 @@ def parse_chunks(
     if not row and not data[start:].strip():
         fmt.start(head if skip else None, "", name)
         return
+    fmt.start(head if skip else None, row, name)  # an unknown header is named before widths
     width = row.count(",") + 1
     if width not in fmt.widths:
         raise MalformedCsvError(name, skip + 1, f"{width} fields, expected one of {fmt.widths}")
-    fmt.start(head if skip else None, row, name)
     parser = _Parser(fmt, name, width, skip)
     reported = 0
     yield parser.parse(data[start:] if skip else data)

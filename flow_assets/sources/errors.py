@@ -43,3 +43,7 @@ class MalformedCsvError(SourceError):
         self.file = file
         self.line = line
         self.reason = reason
+
+
+class MissingContractValueError(SourceError):
+    """A trade whose size is in contracts has no contract value in force at its time."""
