@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from flow_assets.catalog import load_catalog
 from flow_assets.catalog.mirror import (
@@ -22,6 +23,8 @@ from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, Selectio
 from flow_assets.orchestration.catalog import CatalogApi, run_instruments_sensor
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.publish import read_manifest
+from flow_assets.sources.mirror import sample_trades, write_okx
 from flow_assets.tracked import (
     KeyRefusedError,
     check_instrument,
@@ -255,3 +258,52 @@ def test_definitions_with_rules_load_without_network_or_store(monkeypatch, tmp_p
     defs = build_definitions(CONFIG, {"store": missing})
     dg.Definitions.validate_loadable(defs)
     assert not (tmp_path / "never-created").exists()
+
+
+def test_an_okx_swap_outside_the_shipped_table_is_converted_with_the_catalogs_value(
+    store, mirror_root, archive_server
+) -> None:
+    """DOGE-USDT-SWAP (1000 DOGE a contract) is in no hand-written table: its trades are
+    converted with the contract value of the stored catalog, which the run reads (not the
+    exchange's REST API); with no catalog stored the month fails naming the instrument."""
+    doge = "perpetual-DOGE-USDT:USDT"
+    feb, mar = _at(2024, 2, 1), _at(2024, 3, 1)
+    trades = sample_trades(feb, mar, 400, seed=7, first_id=5_000)
+    write_okx(trades, mirror_root, doge, contract_value_at=lambda ts: 1000.0)
+    config = parse_config({"instruments": [{"exchange": "okx-perps", "symbol": doge}]})
+    okx = okx_instruments([okx_instrument("DOGE-USDT-SWAP", "1000", listed=_at(2020, 1, 10))])
+    with CatalogServer(_binance(), okx) as server:
+        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
+        archives = ArchiveSources(okx_url=archive_server.url)
+        defs = build_definitions(config, {"catalog_api": api, "store": store, "archives": archives})
+        instance = dg.DagsterInstance.ephemeral()
+        key = "DOGE-USDT:USDT|2024-02-01"
+
+        def run(definitions: dg.Definitions) -> dg.ExecuteInProcessResult:
+            run_instruments_sensor(definitions, instance)
+            return definitions.resolve_job_def("okx_perps_flow_job").execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False
+            )
+
+        # No catalog stored yet (an explicit start, so the months need none): refused by name.
+        explicit = parse_config(
+            {"instruments": [{"exchange": "okx-perps", "symbol": doge, "start": "2024-01"}]}
+        )
+        refused = run(build_definitions(explicit, {"store": store, "archives": archives}))
+        assert not refused.success
+        assert "DOGE-USDT-SWAP" in _failure_text(refused)
+
+        catalog = defs.resolve_job_def("instrument_catalog_job").execute_in_process(
+            instance=instance
+        )
+        assert catalog.success
+        result = run(defs)
+        assert result.success, _failure_text(result)
+    published = read_manifest(store.open(), "trades", "okx-perps", doge, date(2024, 2, 1))
+    converted = store.open().read_parquet(published.key_of("trades"))
+    assert converted.height == 400
+    assert_frame_equal(
+        converted.select("trade_id", "base_qty").sort("trade_id"),
+        trades.select("trade_id", "base_qty").sort("trade_id"),
+        rel_tol=1e-9,
+    )

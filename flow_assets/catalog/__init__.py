@@ -45,6 +45,7 @@ from flow_assets.catalog.storage import (
     load_catalog,
     merge_catalog,
     save_catalog,
+    stored_contracts,
     update_catalog,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "resolve_api_url",
     "save_catalog",
     "seed_history",
+    "stored_contracts",
     "update_catalog",
     "value_at",
 ]

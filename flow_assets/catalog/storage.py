@@ -64,6 +64,15 @@ def load_catalog(store: ObjectStore, exchange: str) -> Catalog:
     return Catalog(exchange, instruments, contracts)
 
 
+def stored_contracts(store: ObjectStore, exchange: str) -> pl.DataFrame:
+    """The exchange's contract-value history: the stored catalog's, else the seed's (no
+    snapshot taken yet)."""
+    try:
+        return load_catalog(store, exchange).contracts
+    except MissingObjectError:
+        return initial_catalog(exchange).contracts
+
+
 def initial_catalog(exchange: str) -> Catalog:
     """The catalog before any snapshot: no listing, the seed's contract values."""
     seed = seed_history().filter(pl.col("exchange") == exchange)

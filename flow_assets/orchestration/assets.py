@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from flow_assets.catalog import stored_contracts
 from flow_assets.metrics import ALL_INTERVALS, BAR_SCHEMA, FLOW_FIELDS, TRADE_SCHEMA
 from flow_assets.metrics.schema import BAR_DESCRIPTIONS, TRADE_DESCRIPTIONS
 from flow_assets.metrics.summary import daily_flow_summary
@@ -214,13 +215,16 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         objects = store.open()
         entry, month = partitions.resolve(context.partition_key, objects)
+        contracts = stored_contracts(objects, entry.exchange)  # never the exchange's REST API
         try:
             outcome = publish_trades(
                 objects,
                 entry.exchange,
                 entry.symbol,
                 month,
-                lambda dest: archives.ingest(entry, month, dest, progress=context.log.info),
+                lambda dest: archives.ingest(
+                    entry, month, dest, contracts=contracts, progress=context.log.info
+                ),
                 log=context.log.info,
             )
         except DownloadError as error:  # the host kept failing: try the month again later

@@ -11,13 +11,16 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import requests
 from dagster_aws.s3 import S3Resource
 
+from flow_assets.catalog import contract_values
 from flow_assets.instruments import InstrumentEntry
-from flow_assets.sources import FetchReport, ingest_month, probe_month
+from flow_assets.sources import FetchReport, exchange_for, ingest_month, probe_month
 from flow_assets.sources.tardis import ingest_tardis_month
 from flow_assets.store import DEFAULT_LOCAL_ROOT, ObjectStore, open_store
+from flow_assets.symbology import to_native
 
 
 class ArchiveSources(dg.ConfigurableResource):
@@ -41,11 +44,14 @@ class ArchiveSources(dg.ConfigurableResource):
         month: date,
         dest: Path,
         *,
+        contracts: pl.DataFrame | None = None,
         today: date | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> FetchReport:
         """Write one UTC month of normalized trades of ``entry`` to ``dest``; the fetch report.
 
+        ``contracts`` is the exchange's contract-value history (the stored catalog's): where
+        sizes are contracts, each trade is converted with the value in force at its time.
         Days missing inside a finished month are reported, not raised, so the
         ``upstream_defects`` check can block the month with the list.
         """
@@ -67,6 +73,7 @@ class ArchiveSources(dg.ConfigurableResource):
             dataset=self.binance_dataset,
             today=today,
             allow_missing_days=True,
+            contract_values=_contract_values(entry, contracts),
             progress=progress,
         )
 
@@ -81,6 +88,13 @@ class ArchiveSources(dg.ConfigurableResource):
             base_url=self._base_url(entry.exchange),
             today=today,
         )
+
+
+def _contract_values(entry: InstrumentEntry, history: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The instrument's contract values from ``history`` where its sizes are contracts."""
+    if history is None or not exchange_for(entry.exchange).sizes_in_contracts:
+        return None
+    return contract_values(history, entry.exchange, to_native(entry.exchange, entry.symbol))
 
 
 class FlowStore(dg.ConfigurableResource):

@@ -100,6 +100,8 @@ class Exchange:
     of D 00:00 to D+1 00:00 at UTC+``day_offset``. ``csv_format`` reads one file's CSV for an
     Atlas symbol. ``datasets`` are the names accepted (the first is the default).
     ``version_tag`` prefixes probe versions made from HEAD responses (sensors store them).
+    ``sizes_in_contracts``: its sizes are contracts, converted with the instrument's contract
+    values (``FetchOptions.contract_values``, from the catalog).
     """
 
     name: str
@@ -113,6 +115,7 @@ class Exchange:
     day_offset: timedelta = timedelta(0)
     file_check: Callable[[FetchOptions], FileCheck | None] = no_file_check
     version_tag: str = "head"
+    sizes_in_contracts: bool = False
 
     def base_url(self, value: str | None = None) -> str:
         """The archive root: ``value``, else the environment variable, else the public one."""

@@ -15,6 +15,7 @@ import threading
 import time
 import zipfile
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
@@ -108,12 +109,19 @@ def write_binance(
 
 
 def okx_csv(
-    trades: pl.DataFrame, symbol: str, *, header: bool = True, extra_column: bool = False
+    trades: pl.DataFrame,
+    symbol: str,
+    *,
+    header: bool = True,
+    extra_column: bool = False,
+    contract_value_at: Callable[[datetime], float] | None = None,
 ) -> bytes:
-    """OKX trade CSV bytes: sizes in contracts at the contract value in force per trade."""
+    """OKX trade CSV bytes: sizes in contracts at the contract value in force per trade
+    (``contract_value_at``, default the package's table)."""
     native = to_native(OKX, symbol)
     inverse = parse_symbol(symbol).is_inverse
-    values = [contract_value(OKX, symbol, ts) for ts in trades["exchange_ts"]]
+    value_at = contract_value_at or (lambda ts: contract_value(OKX, symbol, ts))
+    values = [value_at(ts) for ts in trades["exchange_ts"]]
     ct_val = pl.Series("ct_val", values, dtype=pl.Float64)
     size = (pl.col("notional") if inverse else pl.col("base_qty")) / ct_val
     frame = trades.select(
@@ -137,6 +145,7 @@ def write_okx(
     header: bool = True,
     extra_column: bool = False,
     empty_days: tuple[date, ...] = (),
+    contract_value_at: Callable[[datetime], float] | None = None,
 ) -> list[Path]:
     """OKX daily trade zips under ``root``, one per UTC+8 day traded (plus ``empty_days``)."""
     native = to_native(OKX, symbol)
@@ -150,7 +159,13 @@ def write_okx(
     for day, part in sorted(parts.items()):
         name = f"{native}-trades-{day}"
         folder = root / "cdn/okex/traderecords/trades/daily" / f"{day:%Y%m%d}"
-        data = okx_csv(part, symbol, header=header, extra_column=extra_column)
+        data = okx_csv(
+            part,
+            symbol,
+            header=header,
+            extra_column=extra_column,
+            contract_value_at=contract_value_at,
+        )
         written.append(write_zip(folder / f"{name}.zip", f"{name}.csv", data))
     return written
 

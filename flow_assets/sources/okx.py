@@ -228,4 +228,5 @@ OKX = Exchange(
     csv_format=_csv_format,
     day_offset=UTC_OFFSET,
     version_tag="okx",
+    sizes_in_contracts=True,
 )
