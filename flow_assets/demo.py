@@ -4,8 +4,11 @@
    with CHECKSUM files for Binance) plus a Tardis-style CSV with arrival times, for a few
    instruments over three months, under ``data/demo/mirror``.
 2. Serves the mirror on 127.0.0.1 and points ``FLOW_ASSETS_BINANCE_URL`` / ``FLOW_ASSETS_OKX_URL``
-   at it.
-3. Runs every instrument-month through Dagster (each exchange's flow job: raw trades, flow bars
+   at it; serves the exchanges' metadata endpoints (a sample of every kind of listed perpetual)
+   for ``FLOW_ASSETS_BINANCE_API_URL`` / ``FLOW_ASSETS_OKX_API_URL``.
+3. Materializes the instrument catalogs (the OKX contract values come from there) and registers
+   the instrument partitions, as ``instruments_sensor`` does on the daemon.
+4. Runs every instrument-month through Dagster (each exchange's flow job: raw trades, flow bars
    and their checks), months in order, then the daily cross-exchange summary, on the persistent
    SQLite instance in ``.dagster_home`` — so the runs, materializations and checks can be browsed in
    ``dagster dev`` afterwards (``--dev`` starts it, with the mirror still served).
@@ -24,6 +27,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from flow_assets.catalog.mirror import CatalogServer
+from flow_assets.catalog.samples import binance_sample, okx_sample
 from flow_assets.cli import api_howto
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry, load_config
@@ -40,7 +45,7 @@ from flow_assets.sources.mirror import (
     write_tardis,
 )
 from flow_assets.sources.report import month_bounds
-from flow_assets.store import open_store
+from flow_assets.store import ObjectStore, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / "data" / "demo"
@@ -52,6 +57,7 @@ ARCHIVE_INSTRUMENTS = (
     ("okx-perps", "perpetual-BTC-USDT:USDT"),
 )
 TARDIS_INSTRUMENT = ("binance-futures", "perpetual-SOL-USDT:USDT")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has it all
 
 
 def _trades(months: tuple[date, ...], per_month: int, seed: int) -> pl.DataFrame:
@@ -115,22 +121,56 @@ def run_backfill(
     summaries."""
     summary_job = defs.resolve_job_def("summary_job")
     results = []
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has it all
     tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
     for month in months:
         for entry in entries:
             key = str(partition_key(entry, month))
             print(f"  {entry.exchange} {key} ...", flush=True)
             result = defs.resolve_job_def(flow_job_name(entry.exchange)).execute_in_process(
-                partition_key=key, instance=instance, tags=tags, run_config=quiet
+                partition_key=key, instance=instance, tags=tags, run_config=QUIET
             )
             results.append(result)
         results.append(
             summary_job.execute_in_process(
-                partition_key=month.isoformat(), instance=instance, tags=tags, run_config=quiet
+                partition_key=month.isoformat(), instance=instance, tags=tags, run_config=QUIET
             )
         )
     return results
+
+
+def report(store: ObjectStore, results: list[dg.ExecuteInProcessResult], instruments: Path) -> None:
+    """What was published, a read back through ``get_metrics``, and how to go on."""
+    failed = [r.run_id for r in results if not r.success]
+    published = list_manifests(store, "flow")
+    files = sum(len(m.files) for m in published)
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} runs succeeded; {len(published)} "
+        f"instrument-months published ({files} files, each month under one manifest)"
+    )
+    for m in published[:2]:
+        print(f"  {store.uri(manifest_key('flow', m.exchange, m.symbol, m.month))}")
+    print("  ...")
+    exchange, symbol = ARCHIVE_INSTRUMENTS[0]
+    start, end = MONTHS[0], MONTHS[0] + timedelta(days=2)
+    sample = get_metrics(
+        metric="flow",
+        exchange=exchange,
+        symbol=symbol,
+        interval="1d",
+        start_date=start,
+        end_date=end,
+    )
+    print(
+        f"\nget_metrics(metric='flow', exchange={exchange!r}, symbol={symbol!r}, "
+        f"interval='1d', ...):\n{sample.select(sample.columns[:6])}"
+    )
+    print("\n" + api_howto(exchange, symbol, start, end))
+    env = f"DAGSTER_HOME={DAGSTER_HOME} FLOW_ASSETS_INSTRUMENTS={instruments}"
+    print(
+        f"\nBrowse it all:  {env} .venv/bin/dagster dev\n"
+        "(or `bash scripts/demo.sh --dev` to also keep the mirror and the catalog served for "
+        "new runs)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,59 +183,38 @@ def main(argv: list[str] | None = None) -> int:
     DAGSTER_HOME.mkdir(exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", DAGSTER_HOME / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(DAGSTER_HOME)
-    print(f"1/3 generating a local archive mirror under {DEMO_DIR / 'mirror'}", flush=True)
+    print(f"1/4 generating a local archive mirror under {DEMO_DIR / 'mirror'}", flush=True)
     instruments = generate_mirror(DEMO_DIR / "mirror", MONTHS, args.trades_per_month)
     os.environ["FLOW_ASSETS_INSTRUMENTS"] = str(instruments)
     store = open_store()
-    with ArchiveServer(DEMO_DIR / "mirror") as server:
-        os.environ["FLOW_ASSETS_BINANCE_URL"] = server.url
-        os.environ["FLOW_ASSETS_OKX_URL"] = server.url
-        print(f"2/3 serving it on {server.url}; store: {store.url}", flush=True)
+    with (
+        ArchiveServer(DEMO_DIR / "mirror") as server,
+        CatalogServer(binance_sample(), okx_sample()) as catalogs,
+    ):
+        for name, url in (("BINANCE", server.url), ("OKX", server.url)):
+            os.environ[f"FLOW_ASSETS_{name}_URL"] = url
+            os.environ[f"FLOW_ASSETS_{name}_API_URL"] = catalogs.url
+        print(f"2/4 serving it on {server.url}, the exchanges' metadata on {catalogs.url}")
         config = load_config(instruments)
-        entries = list(config.entries)
         defs = build_definitions(config, default_resources())
-        print(f"3/3 materializing {len(entries)} instruments x {len(MONTHS)} months", flush=True)
         with dg.DagsterInstance.get() as instance:
+            print("3/4 materializing the instrument catalogs (every listed perpetual)", flush=True)
+            catalog = defs.resolve_job_def("instrument_catalog_job")
+            results = [catalog.execute_in_process(instance=instance, run_config=QUIET)]
             # What the instruments_sensor does on the daemon: the instrument partitions and
             # their tracked months (catalog/{exchange}/tracked.json in the store).
             run_instruments_sensor(defs, instance)
-            results = run_backfill(defs, entries, MONTHS, instance)
-        failed = [r.run_id for r in results if not r.success]
-        published = list_manifests(store, "flow")
-        files = sum(len(m.files) for m in published)
-        print(
-            f"\n{len(results) - len(failed)}/{len(results)} runs succeeded; {len(published)} "
-            f"instrument-months published ({files} files, each month under one manifest)"
-        )
-        for m in published[:2]:
-            print(f"  {store.uri(manifest_key('flow', m.exchange, m.symbol, m.month))}")
-        print("  ...")
-        exchange, symbol = ARCHIVE_INSTRUMENTS[0]
-        sample = get_metrics(
-            metric="flow",
-            exchange=exchange,
-            symbol=symbol,
-            interval="1d",
-            start_date=MONTHS[0],
-            end_date=MONTHS[0] + timedelta(days=2),
-        )
-        print(
-            f"\nget_metrics(metric='flow', exchange={exchange!r}, symbol={symbol!r}, "
-            f"interval='1d', ...):\n{sample.select(sample.columns[:6])}"
-        )
-        print("\n" + api_howto(exchange, symbol, MONTHS[0], MONTHS[0] + timedelta(days=2)))
-        env = f"DAGSTER_HOME={DAGSTER_HOME} FLOW_ASSETS_INSTRUMENTS={instruments}"
-        print(
-            f"\nBrowse it all:  {env} .venv/bin/dagster dev\n"
-            "(or `bash scripts/demo.sh --dev` to also keep the mirror served for new runs)"
-        )
+            entries = list(config.entries)
+            print(f"4/4 materializing {len(entries)} instruments x {len(MONTHS)} months")
+            results += run_backfill(defs, entries, MONTHS, instance)
+        report(store, results, instruments)
         if args.dev:
             subprocess.run(
                 [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")],
                 cwd=REPO,
                 check=False,
             )
-    return 1 if failed else 0
+    return 0 if all(r.success for r in results) else 1
 
 
 if __name__ == "__main__":

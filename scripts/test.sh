@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up a virtual environment (idempotent) and run ruff and the whole test suite.
+# Set up PostgreSQL (Debian package, for the production-topology tests) and a virtual
+# environment (both idempotent), then run ruff and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-postgres.sh
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
