@@ -29,8 +29,9 @@ from flow_assets.catalog import (
     update_catalog,
     value_at,
 )
-from flow_assets.catalog.mirror import CatalogServer, Fault, okx_instrument
+from flow_assets.catalog.mirror import CatalogServer, okx_instrument
 from flow_assets.catalog.samples import binance_sample, okx_sample
+from flow_assets.loopback import Fault
 from flow_assets.sources.http import make_session
 from flow_assets.store import LocalStore
 from flow_assets.symbology import from_native, to_native

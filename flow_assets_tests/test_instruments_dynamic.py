@@ -31,6 +31,7 @@ from flow_assets.tracked import (
     resolve_instruments,
     tracked_entries,
 )
+from flow_assets_tests.runs import failure_text
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = parse_config(
@@ -70,15 +71,6 @@ def _okx(ct_val: str) -> dict:
 
 def _keys(instance: dg.DagsterInstance, name: str) -> list[str]:
     return sorted(instance.get_dynamic_partitions(name))
-
-
-def _failure_text(result) -> str:
-    error = result.get_step_failure_events()[0].event_specific_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
 
 
 def _metadata(result, exchange_slug: str) -> dict:
@@ -154,8 +146,8 @@ def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
     ]:
         result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
         assert not result.success
-        assert text in _failure_text(result)
-        assert "tracked months" in _failure_text(result)
+        assert text in failure_text(result)
+        assert "tracked months" in failure_text(result)
 
     # The rule removed from the file: its instruments' partitions go, explicit entries stay.
     narrower = InstrumentsConfig(
@@ -291,14 +283,14 @@ def test_an_okx_swap_outside_the_shipped_table_is_converted_with_the_catalogs_va
         )
         refused = run(build_definitions(explicit, {"store": store, "archives": archives}))
         assert not refused.success
-        assert "DOGE-USDT-SWAP" in _failure_text(refused)
+        assert "DOGE-USDT-SWAP" in failure_text(refused)
 
         catalog = defs.resolve_job_def("instrument_catalog_job").execute_in_process(
             instance=instance
         )
         assert catalog.success
         result = run(defs)
-        assert result.success, _failure_text(result)
+        assert result.success, failure_text(result)
     published = read_manifest(store.open(), "trades", "okx-perps", doge, date(2024, 2, 1))
     converted = store.open().read_parquet(published.key_of("trades"))
     assert converted.height == 400

@@ -30,6 +30,7 @@ from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
 from flow_assets.store import ObjectStore, open_store, summary_key
+from flow_assets_tests.runs import failure_text
 
 BTC = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1))
 OKX_BTC = InstrumentEntry("okx-perps", "perpetual-BTC-USDT:USDT", date(2024, 2, 1))
@@ -119,16 +120,6 @@ def _check_evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]
 
 def _check_results(result) -> dict[tuple[str, str], bool]:
     return {key: c.passed for key, c in _check_evaluations(result).items()}
-
-
-def _failure_text(result) -> str:
-    """The messages of the first step failure and of every error that caused it."""
-    error = result.get_step_failure_events()[0].event_specific_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
 
 
 def test_definitions_load_without_any_network_call(monkeypatch) -> None:
@@ -296,7 +287,7 @@ def test_months_in_order_equal_one_long_run_from_the_carried_state_alone(
 def test_a_month_before_the_instruments_start_is_refused(archives, local_store) -> None:
     result = _run(_defs(archives, local_store), OKX_BTC, JAN)
     assert not result.success
-    failure = _failure_text(result)
+    failure = failure_text(result)
     assert "starts in 2024-02: month 2024-01 is not materializable" in failure
 
 
@@ -312,7 +303,7 @@ def test_bars_of_a_month_without_raw_trades_fail_and_write_nothing(archives, loc
     )
     assert not alone.success
     assert "raw trades of binance-futures:perpetual-BTC-USDT:USDT 2024-02 are not published" in (
-        _failure_text(alone)
+        failure_text(alone)
     )
     assert local_store.open().list_keys("flow/") == []
 
@@ -368,7 +359,7 @@ def test_a_corrupt_archive_fails_its_month_and_leaves_no_file(
     zip_path.write_bytes(zip_path.read_bytes()[:-100] + b"\0" * 100)
     result = _run(_defs(archives, local_store), BTC, FEB)
     assert not result.success
-    message = _failure_text(result)
+    message = failure_text(result)
     assert "checksum" in message.lower()
     store = local_store.open()
     assert store.list_keys("trades/") == []
@@ -391,7 +382,7 @@ def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
     assert not evaluation.passed
     assert evaluation.partition == _key(BTC, JAN)
     assert evaluation.metadata["days_missing"].value == ["2024-01-10"]
-    assert "upstream defects block the month's trades" in _failure_text(result)
+    assert "upstream defects block the month's trades" in failure_text(result)
     assert local_store.open().list_keys("trades/") == local_store.open().list_keys("flow/") == []
 
 

@@ -11,18 +11,15 @@ delisting) or queue faults (an HTTP status, a raw body, a delay).
 from __future__ import annotations
 
 import json
-import sys
-import threading
 import time
 import zlib
-from collections import defaultdict, deque
-from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flow_assets.catalog.fetch import BINANCE_PATH, OKX_PATH
+from flow_assets.loopback import LoopbackServer
 
 NO_DELIVERY_MS = 4133404800000  # Binance's deliveryDate of a perpetual with no end planned
 _STABLES = ("USDT", "USDC", "FDUSD", "BUSD")
@@ -189,22 +186,7 @@ def okx_instruments(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"code": "0", "msg": "", "data": items}
 
 
-@dataclass(frozen=True)
-class Fault:
-    """One injected answer: an HTTP ``status``, a raw ``body`` (200), or a ``delay`` first."""
-
-    status: int | None = None
-    body: bytes | None = None
-    delay: float = 0.0
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-
-class CatalogServer:
+class CatalogServer(LoopbackServer):
     """Both exchanges' metadata endpoints on 127.0.0.1 (free port); a context manager.
 
     ``binance`` and ``okx`` are the documents served now (assign to swap a snapshot; None
@@ -217,30 +199,7 @@ class CatalogServer:
     ) -> None:
         self.binance = binance
         self.okx = okx
-        self.log: list[tuple[str, str, int]] = []
-        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Base URL for both exchanges, e.g. ``http://127.0.0.1:40123``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def inject(self, path: str, *faults: Fault) -> None:
-        """Queue ``faults`` for a URL path (each request pops one)."""
-        with self._lock:
-            self._faults[path].extend(faults)
-
-    def _next_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            queue = self._faults.get(path)
-            return queue.popleft() if queue else None
+        super().__init__()
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, object]:
         """Status and JSON document for a request (the exchanges' routing and errors)."""
@@ -284,19 +243,3 @@ class CatalogServer:
                 self.wfile.write(body)
 
         return Handler
-
-    def start(self) -> Self:
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

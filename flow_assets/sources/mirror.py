@@ -10,22 +10,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
-import sys
-import threading
 import time
 import zipfile
-from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Self
 from urllib.parse import unquote, urlsplit
 
 import polars as pl
 
+from flow_assets.loopback import Fault, LoopbackServer
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources.okx import EXCHANGE as OKX
 from flow_assets.sources.okx import UTC_OFFSET
@@ -190,64 +186,21 @@ def write_tardis(trades: pl.DataFrame, path: Path, exchange: str, symbol: str) -
     return path
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """Clients that hang up early (timeouts, truncation tests) are not errors worth printing."""
+class ArchiveServer(LoopbackServer):
+    """The files under ``root`` served on 127.0.0.1 (free port); a context manager.
 
-    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One injected answer: an HTTP ``status`` (with ``retry_after`` seconds), a body cut to
-    ``truncate`` bytes (after a full Content-Length), a replacement ``body``, or a ``delay``."""
-
-    status: int | None = None
-    retry_after: float | None = None
-    truncate: int | None = None
-    body: bytes | None = None
-    delay: float = 0.0
-
-
-class ArchiveServer:
-    """A threaded HTTP server on 127.0.0.1 (free port) serving ``root``; a context manager.
-
-    ``inject(path, *faults)`` queues faults for a URL path (each request pops one); ``log`` lists
+    ``inject(path, *faults)`` queues faults for a URL path (relative to the root); ``log`` lists
     ``(method, path, status)`` of every request served.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self.log: list[tuple[str, str, int]] = []
-        self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def inject(self, path: str, *faults: Fault) -> None:
-        """Queue ``faults`` for the URL path (relative to the root, with or without ``/``)."""
-        with self._lock:
-            self.faults["/" + path.lstrip("/")].extend(faults)
+        super().__init__()
 
     def requests_for(self, path: str) -> list[tuple[str, str, int]]:
         """The logged requests of one URL path."""
         key = "/" + path.lstrip("/")
         return [entry for entry in self.log if entry[1] == key]
-
-    def _next_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            queue = self.faults.get(path)
-            return queue.popleft() if queue else None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -309,22 +262,6 @@ class ArchiveServer:
                 self._serve(send_body=False)
 
         return Handler
-
-    def start(self) -> Self:
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def utc(year: int, month: int, day: int, *rest: int) -> datetime:
