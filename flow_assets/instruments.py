@@ -33,7 +33,6 @@ import yaml
 
 from flow_assets.symbology import SUPPORTED_EXCHANGES, parse_symbol, to_native
 
-INSTRUMENTS_ENV = "FLOW_ASSETS_INSTRUMENTS"
 DEFAULT_INSTRUMENTS_FILE = Path(__file__).with_name("instruments.yaml")
 _MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
 _PLACEHOLDERS = ("exchange", "symbol", "native", "month")
@@ -235,8 +234,8 @@ def _parse_entries(items: list[object], source: str) -> list[InstrumentEntry]:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> InstrumentsConfig:
-    """The instruments file (default: ``FLOW_ASSETS_INSTRUMENTS`` or the shipped one)."""
-    path = Path(path or os.environ.get(INSTRUMENTS_ENV) or DEFAULT_INSTRUMENTS_FILE)
+    """The instruments file at ``path`` (default: the shipped one)."""
+    path = Path(path or DEFAULT_INSTRUMENTS_FILE)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

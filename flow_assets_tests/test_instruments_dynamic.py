@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 from polars.testing import assert_frame_equal
 
 from flow_assets.catalog import load_catalog
@@ -20,7 +21,7 @@ from flow_assets.catalog.mirror import (
 )
 from flow_assets.catalog.model import INSTRUMENT_SCHEMA
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, SelectionRule, parse_config
-from flow_assets.orchestration.catalog import CatalogApi, run_instruments_sensor
+from flow_assets.orchestration.catalog import CatalogApi, InstrumentsFile, run_instruments_sensor
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import read_manifest
@@ -163,7 +164,8 @@ def test_a_rule_without_a_stored_catalog_deletes_nothing(store) -> None:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("binance_futures_instruments", ["BTC-USDT:USDT"])
     defs = build_definitions(CONFIG, {"store": store})
-    with dg.build_sensor_context(instance=instance, resources={"store": store}) as context:
+    resources = {"store": store, "instruments": InstrumentsFile()}  # CONFIG replaces the file
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
         result = defs.resolve_sensor_def("instruments_sensor")(context)
     assert isinstance(result, dg.SkipReason)  # OKX BTC has no start and no catalog: refused
     assert _keys(instance, "binance_futures_instruments") == ["BTC-USDT:USDT"]
@@ -250,6 +252,34 @@ def test_definitions_with_rules_load_without_network_or_store(monkeypatch, tmp_p
     defs = build_definitions(CONFIG, {"store": missing})
     dg.Definitions.validate_loadable(defs)
     assert not (tmp_path / "never-created").exists()
+
+
+def test_editing_the_instruments_file_adds_and_removes_instruments_without_a_reload(
+    store, tmp_path
+) -> None:
+    """The sensor reads the file on every tick: the same loaded definitions follow its edits."""
+    path = tmp_path / "instruments.yaml"
+
+    def write(*symbols: str) -> None:
+        entries = [{"exchange": "okx-perps", "symbol": s, "start": "2024-01"} for s in symbols]
+        path.write_text(yaml.safe_dump({"instruments": entries}))
+
+    write("perpetual-BTC-USDT:USDT")
+    defs = build_definitions(
+        resources={"store": store, "instruments": InstrumentsFile(path=str(path))}
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    run_instruments_sensor(defs, instance)
+    assert _keys(instance, "okx_perps_instruments") == ["BTC-USDT:USDT"]
+    write("perpetual-BTC-USDT:USDT", "perpetual-ETH-USDT:USDT")
+    run_instruments_sensor(defs, instance)
+    assert _keys(instance, "okx_perps_instruments") == ["BTC-USDT:USDT", "ETH-USDT:USDT"]
+    write("perpetual-ETH-USDT:USDT")
+    run_instruments_sensor(defs, instance)
+    assert _keys(instance, "okx_perps_instruments") == ["ETH-USDT:USDT"]
+    assert [e.symbol for e in tracked_entries(store.open(), "okx-perps")] == [
+        "perpetual-ETH-USDT:USDT"
+    ]
 
 
 def test_an_okx_swap_outside_the_shipped_table_is_converted_with_the_catalogs_value(

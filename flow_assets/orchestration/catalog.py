@@ -30,7 +30,7 @@ from flow_assets.catalog import (
     load_catalog,
     update_catalog,
 )
-from flow_assets.instruments import InstrumentsConfig
+from flow_assets.instruments import InstrumentsConfig, load_config
 from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
 from flow_assets.orchestration.resources import FlowStore
 from flow_assets.store import MissingObjectError, ObjectStore
@@ -220,10 +220,22 @@ def register_instruments(
     return outcome
 
 
+class InstrumentsFile(dg.ConfigurableResource):
+    """The instruments file (entries and selection rules), read again on every sync, so an
+    instrument is added or removed by editing it: no code change, no reload. Empty: the shipped
+    ``flow_assets/instruments.yaml``."""
+
+    path: str | None = None
+
+    def load(self) -> InstrumentsConfig:
+        return load_config(self.path)
+
+
 def build_instruments_sensor(
-    config: InstrumentsConfig, partitions: FlowPartitions
+    fixed: InstrumentsConfig | None, partitions: FlowPartitions
 ) -> dg.SensorDefinition:
-    """``instruments_sensor``: keeps the instrument dimensions in sync with the file + catalog."""
+    """``instruments_sensor``: keeps the instrument dimensions in sync with the file + catalog
+    (``fixed``: these instruments instead of the file's, for tests and the demo)."""
 
     @dg.sensor(
         name="instruments_sensor",
@@ -234,8 +246,9 @@ def build_instruments_sensor(
         "the instrument partitions accordingly. Reads the store only.",
     )
     def instruments_sensor(
-        context: dg.SensorEvaluationContext, store: FlowStore
+        context: dg.SensorEvaluationContext, store: FlowStore, instruments: InstrumentsFile
     ) -> dg.SensorResult | dg.SkipReason:
+        config = fixed or instruments.load()
         outcome = sync_instruments(
             store.open(), config, context.instance.get_dynamic_partitions, partitions
         )
@@ -259,7 +272,8 @@ def run_instruments_sensor(
     ``instance`` (the demo and the tests: no daemon)."""
     sensor = defs.resolve_sensor_def("instruments_sensor")
     store = defs.resources["store"]
-    with dg.build_sensor_context(instance=instance, resources={"store": store}) as context:
+    resources = {"store": store, "instruments": defs.resources["instruments"]}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
         result = sensor(context)
     if isinstance(result, dg.SensorResult):
         apply_requests(instance, result.dynamic_partitions_requests or [])

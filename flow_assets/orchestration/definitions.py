@@ -7,8 +7,9 @@ Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3:
 ``FLOW_ASSETS_OKX_API_URL`` (the catalogs' metadata APIs), ``FLOW_ASSETS_INSTRUMENTS``,
 ``FLOW_ASSETS_FRESHNESS_LAG_DAYS`` (days the running month's bars may lag, default 2) and
 ``FLOW_ASSETS_ALERT_WEBHOOK_URL`` (where failed runs are POSTed as JSON; unset: no alert).
-Loading makes no network call and does not read the store: it reads the instruments file only
-(the instrument partitions are dynamic, synced by ``instruments_sensor``).
+Loading makes no network call and reads neither the store nor the instruments file: the
+instrument partitions are dynamic, synced by ``instruments_sensor``, which reads the file (and
+the stored catalogs) on every tick.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import timedelta
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, load_config
+from flow_assets.instruments import InstrumentEntry, InstrumentsConfig
 from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
 from flow_assets.orchestration.automation import (
@@ -30,6 +31,7 @@ from flow_assets.orchestration.automation import (
 )
 from flow_assets.orchestration.catalog import (
     CatalogApi,
+    InstrumentsFile,
     build_catalog_automation,
     build_instruments_sensor,
 )
@@ -67,6 +69,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
             okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
         ),
+        "instruments": InstrumentsFile(path=_from_env("FLOW_ASSETS_INSTRUMENTS")),
         "catalog_api": CatalogApi(
             binance_api_url=_from_env("FLOW_ASSETS_BINANCE_API_URL"),
             okx_api_url=_from_env("FLOW_ASSETS_OKX_API_URL"),
@@ -88,12 +91,11 @@ def build_definitions(
     settings: FlowSettings | None = None,
     retry_backoff: timedelta = RETRY_BACKOFF,
 ) -> dg.Definitions:
-    """All assets, checks, jobs, sensors and schedules; ``instruments`` (default: the
-    instruments file) is what ``instruments_sensor`` tracks. Resources not given are the
-    environment's (:func:`default_resources`)."""
-    if instruments is None:
-        instruments = load_config()
-    elif not isinstance(instruments, InstrumentsConfig):
+    """All assets, checks, jobs, sensors and schedules. ``instruments_sensor`` tracks the
+    instruments file of the ``instruments`` resource, re-read on every tick, or ``instruments``
+    when given (tests, the demo). Resources not given are the environment's
+    (:func:`default_resources`)."""
+    if instruments is not None and not isinstance(instruments, InstrumentsConfig):
         instruments = InstrumentsConfig(entries=tuple(instruments))
     partitions = FlowPartitions()
     flow_jobs = build_flow_jobs(partitions)
