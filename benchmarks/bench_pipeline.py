@@ -570,6 +570,13 @@ def floor_wrapper(zip_path: Path, workdir: Path, log_path: Path) -> dict:
     return result
 
 
+def sync_instruments(env: dict[str, str], cwd: Path) -> None:
+    """Register the instruments file's partitions in the benchmark's instance (what the
+    daemon's instruments_sensor does), so ``dagster asset materialize`` finds them."""
+    command = [PYTHON, "-m", "flow_assets.orchestration", "sync-instruments"]
+    subprocess.run(command, env=env, cwd=cwd, capture_output=True, check=True)
+
+
 def _child_json(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
     out = subprocess.run(
         [PYTHON, SCRIPT, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
@@ -691,6 +698,7 @@ def run(
             "FLOW_ASSETS_INSTRUMENTS": str(instruments),
             "PYTHONUNBUFFERED": "1",
         }
+        sync_instruments(env, src)
         for spec in months:
             zip_path = monthly_folder(root) / spec.zip_name
             row: dict = {
@@ -1114,6 +1122,7 @@ def profile(
             "FLOW_ASSETS_BINANCE_URL": server.url,
             "FLOW_ASSETS_INSTRUMENTS": str(instruments),
         }
+        sync_instruments(env, src)
         for name in todo:
             cmd = [
                 DAGSTER,
