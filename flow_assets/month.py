@@ -311,6 +311,29 @@ def _bars_of_source(
     return state, spill_out, int(totals["trades"])
 
 
+def _published_trades(
+    store: ObjectStore, exchange: str, symbol: str, month: date
+) -> tuple[Manifest, tuple[datetime, datetime], bool]:
+    """The month's published trades, the span they cover (whole days) and whether the month is
+    complete; :class:`MonthNotReadyError` when there is nothing to compute bars from."""
+    trades = read_manifest(store, "trades", exchange, symbol, month)
+    if trades is None:
+        raise MonthNotReadyError(
+            f"raw trades of {exchange}:{symbol} {month:%Y-%m} are not published"
+        )
+    start, end = month_bounds(month)
+    if trades.metadata["covered_until"]:
+        end = min(end, datetime.fromisoformat(trades.metadata["covered_until"]))
+    if end <= start:
+        raise MonthNotReadyError(f"{exchange}:{symbol} {month:%Y-%m}: no complete day of trades")
+    return trades, (start, end), bool(trades.metadata["complete"])
+
+
+def _settings_metadata(settings: FlowSettings) -> dict[str, object]:
+    """The settings and code a month's bars were made with (recorded with them)."""
+    return {"window": settings.window, "horizon": settings.horizon, "code": CODE_VERSION}
+
+
 def publish_flow(
     store: ObjectStore,
     exchange: str,
@@ -328,17 +351,7 @@ def publish_flow(
     Raises :class:`MonthNotReadyError` when the month's trades are not published.
     """
     settings = settings or FlowSettings()
-    trades = read_manifest(store, "trades", exchange, symbol, month)
-    if trades is None:
-        raise MonthNotReadyError(
-            f"raw trades of {exchange}:{symbol} {month:%Y-%m} are not published"
-        )
-    start, end = month_bounds(month)
-    complete = bool(trades.metadata["complete"])
-    if trades.metadata["covered_until"]:
-        end = min(end, datetime.fromisoformat(trades.metadata["covered_until"]))
-    if end <= start:
-        raise MonthNotReadyError(f"{exchange}:{symbol} {month:%Y-%m}: no complete day of trades")
+    trades, (start, end), complete = _published_trades(store, exchange, symbol, month)
     carried, history = _carried_state(store, exchange, symbol, month, settings, intervals)
     log(f"{exchange}:{symbol} {month:%Y-%m}: history {history}")
 
@@ -387,9 +400,7 @@ def publish_flow(
                     "covered_until": end.isoformat(),
                     "timestamps": list(timestamps),
                     "intervals": list(intervals),
-                    "window": settings.window,
-                    "horizon": settings.horizon,
-                    "code": CODE_VERSION,
+                    **_settings_metadata(settings),
                     "history": history,
                     "trades_in": trades_in,
                     "source_version": source_version,

@@ -209,6 +209,38 @@ def _revise(
     return fresh
 
 
+def _probe(
+    context: dg.SensorEvaluationContext,
+    archives: ArchiveSources,
+    entry: InstrumentEntry,
+    today: date,
+) -> dict[str, str]:
+    """The archive version of each recent finished month of ``entry`` that is published."""
+    assert entry.start is not None
+    probed = {}
+    for month in _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, entry.start):
+        if not entry.covers(month):  # delisted: nothing to probe after its last month
+            continue
+        try:
+            version = archives.probe(entry, month, today)
+        except SourceError as error:
+            context.log.warning(f"{entry.key} {month:%Y-%m}: probe failed: {error}")
+            continue
+        if version is not None:
+            probed[month.isoformat()] = version
+    return probed
+
+
+def _due(instance: dg.DagsterInstance, work: Work, stamp: float) -> bool:
+    """Whether the first month of ``work`` is to be requested now: past its retry wait, not
+    requested within the last hour, and with no run for its current attempt yet."""
+    if stamp < work.not_before:
+        return False
+    if work.requested_at is not None and stamp - work.requested_at < RESUBMIT_AFTER.total_seconds():
+        return False
+    return _latest_run(instance, work.request) is None
+
+
 def build_automation(
     partitions: FlowPartitions,
     flow_jobs: list[Any],
@@ -236,29 +268,15 @@ def build_automation(
         objects = store.open()
         entries = [e for x in partitions.exchanges for e in tracked_entries(objects, x.exchange)]
         for entry in entries:
-            assert entry.start is not None
             work = cursor.work.pop(entry.key, None)
             if work is not None:
                 work = _step(context, entry, work, cursor.done, stamp, retry_backoff)
-            probed = {}
-            for month in _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, entry.start):
-                if not entry.covers(month):  # delisted: nothing to probe after its last month
-                    continue
-                try:
-                    version = archives.probe(entry, month, today)
-                except SourceError as error:
-                    context.log.warning(f"{entry.key} {month:%Y-%m}: probe failed: {error}")
-                    continue
-                if version is not None:
-                    probed[month.isoformat()] = version
+            probed = _probe(context, archives, entry, today)
             work = _revise(entry, work, probed, cursor.done, stamp)
             if work is None:
                 continue
             cursor.work[entry.key] = work
-            waiting = work.requested_at is not None and stamp - work.requested_at < (
-                RESUBMIT_AFTER.total_seconds()
-            )
-            if stamp < work.not_before or waiting or _latest_run(context.instance, work.request):
+            if not _due(context.instance, work, stamp):
                 continue
             month = date.fromisoformat(work.months[0])
             tags = {
