@@ -18,7 +18,6 @@ from flow_assets.catalog import (
     OkxApiError,
     UnknownContractError,
     contract_values,
-    ct_val_expr,
     fetch_binance,
     fetch_catalog,
     fetch_okx,
@@ -33,6 +32,7 @@ from flow_assets.catalog.mirror import CatalogServer, okx_instrument
 from flow_assets.catalog.samples import binance_sample, okx_sample
 from flow_assets.loopback import Fault
 from flow_assets.sources.http import make_session
+from flow_assets.sources.okx import ContractValues
 from flow_assets.store import LocalStore
 from flow_assets.symbology import from_native, to_native
 
@@ -245,12 +245,13 @@ def test_binance_values_match_any_letter_case(
     assert contract_values(history, "binance-futures", "NOPEUSDT").rows() == [(None, None, 1.0)]
 
 
-def test_ct_val_expr_gives_the_value_in_force_per_trade() -> None:
+def test_the_okx_parser_converts_with_the_catalogs_value_in_force_per_trade() -> None:
     history = seed_history()
     values = contract_values(history, "okx-perps", "ETH-USDT-SWAP")
     times = [at(2020, 3, 19, 7, 59), at(2020, 3, 19, 8), at(2025, 1, 1)]
     frame = pl.DataFrame({"ts": times}, schema={"ts": pl.Datetime("us", "UTC")})
-    got = frame.select(ct_val_expr(values, pl.col("ts")).alias("v"))["v"].to_list()
+    in_force = ContractValues("ETH-USDT-SWAP", values).expr(pl.col("ts"))
+    got = frame.select(in_force.alias("v"))["v"].to_list()
     assert got == [value_at(values, t) for t in times] == [0.001, 0.1, 0.1]
 
 

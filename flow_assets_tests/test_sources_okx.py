@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.metrics.schema import CONTRACT_VALUES_SCHEMA, TRADE_SCHEMA
 from flow_assets.sources import (
     MalformedCsvError,
     MissingContractValueError,
@@ -21,12 +21,7 @@ from flow_assets.sources import (
     probe_month,
 )
 from flow_assets.sources.mirror import sample_trades, utc, write_okx
-from flow_assets.sources.okx import (
-    CONTRACT_VALUES_SCHEMA,
-    OkxCsv,
-    contract_values_from_specs,
-    read_okx_csv,
-)
+from flow_assets.sources.okx import OkxCsv, contract_values_from_specs, read_okx_csv
 from flow_assets_tests.archive_fixtures import (
     Mirror,
     assert_same_trades,

@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from flow_assets.catalog.model import BINANCE, UTC_US, CatalogError
+from flow_assets.metrics.schema import CONTRACT_VALUES_SCHEMA
 
 CONTRACT_SCHEMA: dict[str, pl.DataType] = {
     "exchange": pl.String(),
@@ -36,11 +37,7 @@ CONTRACT_SCHEMA: dict[str, pl.DataType] = {
     "valid_to": UTC_US,
 }
 # The interface the trade parsers take: one instrument's values, oldest first.
-VALUES_SCHEMA: dict[str, pl.DataType] = {
-    "valid_from": UTC_US,
-    "valid_to": UTC_US,
-    "ct_val": pl.Float64(),
-}
+VALUES_SCHEMA = CONTRACT_VALUES_SCHEMA  # what contract_values returns, the parsers' input
 WILDCARD = "*"
 
 
@@ -193,16 +190,3 @@ def value_at(values: pl.DataFrame, at: datetime, name: str = "instrument") -> fl
         if (start is None or start <= at) and (end is None or at < end):
             return ct_val
     raise UnknownContractError(f"no contract value of {name} in force at {at.isoformat()}")
-
-
-def ct_val_expr(values: pl.DataFrame, ts: pl.Expr) -> pl.Expr:
-    """An expression giving the ``ct_val`` in force at each ``ts`` (null where none is)."""
-    expr: pl.Expr = pl.lit(None, dtype=pl.Float64)
-    for start, end, ct_val in values.select(list(VALUES_SCHEMA)).iter_rows():
-        inside = pl.lit(True)
-        if start is not None:
-            inside = inside & (ts >= start)
-        if end is not None:
-            inside = inside & (ts < end)
-        expr = pl.when(inside).then(pl.lit(ct_val)).otherwise(expr)
-    return expr

@@ -23,6 +23,13 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
 
 TIMESTAMP_COLUMNS = {"exchange": "exchange_ts", "true": "arrival_ts"}
 
+# What one contract of an instrument is worth over time (the catalog gives it, the parsers of
+# exchanges whose sizes are contracts use it): ``ct_val`` in ``[valid_from, valid_to)``; a null
+# ``valid_from`` means since listing, a null ``valid_to`` still valid. Rows do not overlap.
+CONTRACT_VALUES_SCHEMA = pl.Schema(
+    {"valid_from": UTC_MICROS, "valid_to": UTC_MICROS, "ct_val": pl.Float64()}
+)
+
 SIDES = ("buy", "sell")
 SIZES = ("small", "medium", "large")
 # Size buckets by per-trade notional in USD: small < 100 <= medium < 1000 <= large.

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import polars as pl
 
-from flow_assets.metrics.schema import UTC_MICROS
+from flow_assets.metrics.schema import CONTRACT_VALUES_SCHEMA, UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.binance import to_micros
 from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
@@ -52,9 +52,6 @@ URL_ENV = "FLOW_ASSETS_OKX_URL"
 COLUMNS = ("instrument_name", "trade_id", "side", "price", "size", "created_time")
 IGNORED_COLUMNS = ("source",)
 UTC_OFFSET = timedelta(hours=8)
-CONTRACT_VALUES_SCHEMA = pl.Schema(
-    {"valid_from": UTC_MICROS, "valid_to": UTC_MICROS, "ct_val": pl.Float64()}
-)
 
 
 def file_url(base: str, native: str, day: date) -> str:
