@@ -67,7 +67,9 @@ class InstrumentEntry:
 
     @property
     def key(self) -> str:
-        """The partition key of the instrument, e.g. ``binance-futures:perpetual-BTC-USDT:USDT``."""
+        """The instrument's name across exchanges (logs, sensor cursors), e.g.
+        ``binance-futures:perpetual-BTC-USDT:USDT``; its partition key is
+        :func:`flow_assets.tracked.instrument_key` of the symbol."""
         return f"{self.exchange}:{self.symbol}"
 
     @property
