@@ -443,6 +443,11 @@ def test_sigkill_mid_publish_is_retried_and_readers_never_see_a_partial_month(
     assert new.version not in {old.version, staged}
     assert new.version > staged  # the retry staged anew, after the killed attempt
     assert store.exists(manifest_key("flow", entry.exchange, entry.symbol, month))
+    # The killed attempt left nothing behind: the retry's commit removed its staged version
+    # (temporary files of the writes it was killed in included); the old one stays for readers.
+    unit = Path(production.store_url) / prefix
+    leftovers = sorted(p.relative_to(unit).parts[0] for p in unit.rglob("*") if p.is_file())
+    assert set(leftovers) == {"manifest.json", old.version, new.version}, leftovers
     # The reader never saw a partial month: only the old and then the new whole version.
     assert reader.errors == []
     assert reader.reads > 20
