@@ -791,6 +791,20 @@ def _checks(row: dict) -> dict:
     }
 
 
+def step_name(step_key: str | None) -> str | None:
+    """``raw_trades`` or ``flow_bars`` for an exchange's step key (``binance_futures__raw_trades``,
+    ``binance_futures_flow_bars``), else the key itself."""
+    for name in ("raw_trades", "flow_bars"):
+        if step_key and step_key.endswith(name):
+            return name
+    return step_key
+
+
+def named_steps(pipe: dict) -> dict[str, dict]:
+    """A run's step figures keyed by :func:`step_name`."""
+    return {step_name(key): value for key, value in pipe["events"]["steps"].items()}
+
+
 def phases(pipe: dict) -> dict[str, float]:
     """Where the wall clock of one pipeline run went, from its timeline (seconds).
 
@@ -801,7 +815,11 @@ def phases(pipe: dict) -> dict[str, float]:
     timeline = pipe["events"]["timeline"]
 
     def at(step: str | None, test) -> float | None:  # type: ignore[no-untyped-def]
-        hits = [t for t, key, msg in timeline if (step is None or key == step) and test(msg or "")]
+        hits = [
+            t
+            for t, key, msg in timeline
+            if (step is None or step_name(key) == step) and test(msg or "")
+        ]
         return hits[-1] if hits else None
 
     marks = {
@@ -1001,7 +1019,7 @@ def print_table(results: dict) -> None:
         if pipe["returncode"] != 0:
             print(f"{label:<5} {row['trades']:>12,} pipeline failed")
             continue
-        steps = pipe["events"]["steps"]
+        steps = named_steps(pipe)
         load = pipe["loadavg_1m"]
         print(
             f"{label:<5} {row['trades']:>12,} {row['zip_mib']:>8,.0f} "
