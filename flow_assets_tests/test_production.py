@@ -28,7 +28,7 @@ from dagster._core.events import DagsterEventType
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics import ALL_INTERVALS, interval_micros
 from flow_assets.publish import flow_file, list_manifests, manifest_key, read_manifest
-from flow_assets.sources.mirror import sample_trades, write_binance
+from flow_assets.sources.mirror import ArchiveServer, Fault, sample_trades, write_binance
 from flow_assets.store import open_store, unit_prefix
 from flow_assets_tests.production import REPO, Topology, children_of, render_instance
 from flow_assets_tests.s3_fixtures import ACCESS_KEY, REGION, SECRET_KEY, moto_client
@@ -39,6 +39,7 @@ ENTRIES = [
     InstrumentEntry("binance-futures", "perpetual-ETH-USDT:USDT", MONTHS[0]),
 ]
 TRADES_PER_MONTH = 150
+DOWNLOAD_DELAY = 4.0  # seconds the archive host takes for each first-month file
 RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 OVERRIDES = {
@@ -276,6 +277,19 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
+def _step_span(instance: dg.DagsterInstance, run_id: str, name: str) -> tuple[float, float] | None:
+    """When the run's step whose key ends in ``name`` started and succeeded (None: no such)."""
+    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
+    times = {
+        e.dagster_event.event_type: e.timestamp
+        for e in instance.all_logs(run_id, of_type=kinds)
+        if e.step_key and e.step_key.endswith(name)
+    }
+    if not times:
+        return None
+    return times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]
+
+
 def _dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()  # DAGSTER_HOME and the DAGSTER_PG_* variables are set
 
@@ -283,11 +297,17 @@ def _dagster_instance() -> dg.DagsterInstance:
 # --- the tests ----------------------------------------------------------------------------------
 
 
-def test_backfill_on_the_production_topology(production: Production) -> None:
+def test_backfill_on_the_production_topology(
+    production: Production, archive_server: ArchiveServer, mirror_root: Path
+) -> None:
     topology = production.topology
     keys, partitions = _flow_selection()
     names = _partition_names(partitions, _dagster_instance(), months=len(MONTHS))
     assert len(names) == 8
+    # A slow archive host for the first month: both instruments' downloads would overlap
+    # (their runs start together) but for the exchange's pool, which makes one wait.
+    for archive in mirror_root.rglob(f"*-{MONTHS[0]:%Y-%m}.zip"):
+        archive_server.inject(str(archive.relative_to(mirror_root)), Fault(delay=DOWNLOAD_DELAY))
     started = time.monotonic()
     backfill_id = launch_backfill(topology, keys, names)
     backfill = wait_backfill(topology, backfill_id)
@@ -313,6 +333,17 @@ def test_backfill_on_the_production_topology(production: Production) -> None:
         assert len(by_value) == len(ENTRIES)
         for value, value_spans in by_value.items():
             assert max_overlap(value_spans) <= limit["limit"], value
+
+    # Runs of the two instruments did overlap, yet each exchange's archive downloads (the
+    # raw_trades steps, in the exchange's pool) never ran more at once than the pool allows.
+    assert max_overlap(spans) > 1
+    pool_limit = production.instance_config["concurrency"]["pools"]["default_limit"]
+    instance = _dagster_instance()
+    downloads = [_step_span(instance, r["runId"], "raw_trades") for r in runs]
+    downloads = [span for span in downloads if span is not None]
+    assert len(downloads) == len(names)
+    assert max_overlap(downloads) <= pool_limit
+    assert sum(end - start >= DOWNLOAD_DELAY for start, end in downloads) == len(ENTRIES)
 
     # The store: exactly one published month per instrument and month, whole and right.
     store = production.store()
