@@ -94,10 +94,10 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
         key=catalog_asset_key(exchange),
         group_name=CATALOG_GROUP,
         kinds={"polars", "parquet"},
-        description=f"Every perpetual {exchange} lists (Atlas id, base/quote/settle, contract "
-        "value, listing and delisting times) and the history of its contract values, merged "
-        "from the exchange's public metadata. Runs computing bars read this stored catalog; "
-        "only this asset calls the exchange's REST API.",
+        description=f"One row per perpetual {exchange} lists or has delisted (Atlas id, "
+        "base/quote/settle, contract value, listing and delisting times), with the history of "
+        "contract values beside it, merged from the exchange's public metadata. Runs computing "
+        "bars read this stored catalog; only this asset calls the exchange's REST API.",
     )
     def instrument_catalog(catalog_api: CatalogApi, store: FlowStore) -> dg.MaterializeResult:
         objects = store.open()
