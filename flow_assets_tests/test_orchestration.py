@@ -28,7 +28,13 @@ from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
-from flow_assets.sources.mirror import sample_trades, write_binance, write_okx, write_tardis
+from flow_assets.sources.mirror import (
+    Fault,
+    sample_trades,
+    write_binance,
+    write_okx,
+    write_tardis,
+)
 from flow_assets.store import ObjectStore, open_store, summary_key
 from flow_assets_tests.runs import failure_text
 
@@ -348,6 +354,22 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
     assert set(targets) == set(selection)
     for subset in targets.values():
         assert sorted(subset.get_partition_keys()) == keys
+
+
+def test_a_download_that_keeps_failing_is_retried_by_the_step(
+    archives, local_store, mirror_root, archive_server, monkeypatch
+) -> None:
+    """The archive host answers 503 past the HTTP retries once: the raw_trades step asks to be
+    retried (later, in production) and the second attempt publishes the month."""
+    monkeypatch.setattr(assets, "DOWNLOAD_RETRY_WAIT", 0)
+    zip_path = next(mirror_root.rglob("BTCUSDT-aggTrades-2024-01.zip"))
+    unavailable = Fault(status=503, retry_after=0)  # the session's 1 + 5 tries, at once
+    archive_server.inject(str(zip_path.relative_to(mirror_root)), *[unavailable] * 6)
+    result = _run(_defs(archives, local_store), BTC, JAN)
+    assert result.success
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert [e.step_key for e in retried] == ["binance_futures__raw_trades"]
+    assert _trades(local_store.open(), BTC, JAN).height == 600
 
 
 def test_a_corrupt_archive_fails_its_month_and_leaves_no_file(
