@@ -531,9 +531,10 @@ def published(store_url: str, month: date) -> dict:
     }
 
 
-def pipeline_wrapper(partition: str, log_path: Path) -> dict:
-    """(Wrapper process, standard library only) the materialization of one partition, measured."""
-    cmd = [
+def materialize_command(partition: str) -> list[str]:
+    """The measured path: ``dagster asset materialize`` of one partition of the exchange's
+    group (raw_trades, then flow_bars)."""
+    return [
         DAGSTER,
         "asset",
         "materialize",
@@ -544,7 +545,11 @@ def pipeline_wrapper(partition: str, log_path: Path) -> dict:
         "--partition",
         partition,
     ]
-    return measure(cmd, dict(os.environ), log_path)
+
+
+def pipeline_wrapper(partition: str, log_path: Path) -> dict:
+    """(Wrapper process, standard library only) the materialization of one partition, measured."""
+    return measure(materialize_command(partition), dict(os.environ), log_path)
 
 
 def collect(months_json: str) -> dict:
@@ -1142,17 +1147,7 @@ def profile(
         }
         sync_instruments(env, src)
         for name in todo:
-            cmd = [
-                DAGSTER,
-                "asset",
-                "materialize",
-                "-m",
-                "flow_assets.definitions",
-                "--select",
-                GROUP,
-                "--partition",
-                specs[name].partition,
-            ]
+            cmd = materialize_command(specs[name].partition)
             if name == label:
                 spy = [py_spy, "record", "--subprocesses", "--idle", "--threads", "-r", str(rate)]
                 cmd = [*spy, "-f", "raw", "-o", str(raw), "--", *cmd]
