@@ -31,7 +31,13 @@ import polars as pl
 
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
-from flow_assets.sources.csvstream import CsvFormat, field, read_trades, text
+from flow_assets.sources.csvstream import (
+    CsvFormat,
+    base_and_notional,
+    field,
+    read_trades,
+    text,
+)
 from flow_assets.sources.errors import ArchiveDefectError
 from flow_assets.sources.report import empty_trades
 
@@ -103,11 +109,7 @@ class BinanceCsv(CsvFormat):
         id_col, price_col, qty_col, time_col, maker_col = self.fields
         quantity = field(raw, qty_col, pl.Float64())
         price = field(raw, price_col, pl.Float64())
-        if self.inverse_contract_value is None:
-            base_qty, notional = quantity, price * quantity
-        else:
-            notional = quantity * self.inverse_contract_value
-            base_qty = notional / price
+        base_qty, notional = base_and_notional(quantity, price, self.inverse_contract_value)
         return raw.select(
             to_micros(field(raw, time_col, pl.Int64())).alias("exchange_ts"),
             pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),

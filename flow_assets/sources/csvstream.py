@@ -80,6 +80,17 @@ def taker_buy(side: pl.Expr) -> pl.Expr:
     return pl.when(side == "buy").then(True).when(side == "sell").then(False)
 
 
+def base_and_notional(
+    quantity: pl.Expr, price: pl.Expr, inverse_contract_value: float | None
+) -> tuple[pl.Expr, pl.Expr]:
+    """``(base_qty, notional)`` of a trade: a linear quantity is in the base asset; an inverse
+    one counts contracts of ``inverse_contract_value`` USD each."""
+    if inverse_contract_value is None:
+        return quantity, price * quantity
+    notional = quantity * inverse_contract_value
+    return notional / price, notional
+
+
 def is_number(value: str) -> bool:
     """Whether ``value`` reads as a number."""
     try:

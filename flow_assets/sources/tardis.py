@@ -24,7 +24,14 @@ import requests
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources import http
 from flow_assets.sources.binance import to_micros
-from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
+from flow_assets.sources.csvstream import (
+    CsvFormat,
+    base_and_notional,
+    field,
+    read_trades,
+    taker_buy,
+    text,
+)
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.http import Progress
 from flow_assets.sources.ingest import TradeSink, read_back
@@ -75,11 +82,7 @@ class TardisCsv(CsvFormat):
     def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
         price = field(raw, 6, pl.Float64())
         amount = field(raw, 7, pl.Float64())
-        if self.inverse_contract_value is None:
-            base_qty, notional = amount, price * amount
-        else:
-            notional = amount * self.inverse_contract_value
-            base_qty = notional / price
+        base_qty, notional = base_and_notional(amount, price, self.inverse_contract_value)
         return raw.select(
             to_micros(field(raw, 2, pl.Int64())).alias("exchange_ts"),
             to_micros(field(raw, 3, pl.Int64())).alias("arrival_ts"),
