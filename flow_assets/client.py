@@ -28,7 +28,8 @@ from flow_assets.metrics.intervals import ALL_INTERVALS
 from flow_assets.metrics.schema import BAR_SCHEMA
 from flow_assets.publish import Manifest, flow_file, read_manifest
 from flow_assets.store import TIMESTAMPS, MissingObjectError, ObjectStore, StoreError, open_store
-from flow_assets.symbology import SUPPORTED_EXCHANGES, SymbolError, parse_symbol
+from flow_assets.symbology import SymbolError, parse_symbol
+from flow_assets.venues import NAMES
 
 SUPPORTED_METRICS: tuple[str, ...] = ("flow",)
 API_URL_ENV = "APERIODIC_API_URL"  # the variable the public client reads too
@@ -78,10 +79,8 @@ def validate_request(
     """Raise ValueError naming the supported values if any request parameter is unknown."""
     if metric not in SUPPORTED_METRICS:
         raise ValueError(f"unknown metric {metric!r}; supported: {', '.join(SUPPORTED_METRICS)}")
-    if exchange not in SUPPORTED_EXCHANGES:
-        raise ValueError(
-            f"unknown exchange {exchange!r}; supported: {', '.join(SUPPORTED_EXCHANGES)}"
-        )
+    if exchange not in NAMES:
+        raise ValueError(f"unknown exchange {exchange!r}; supported: {', '.join(NAMES)}")
     try:
         canonical = str(parse_symbol(symbol))
     except SymbolError as error:

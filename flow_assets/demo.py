@@ -1,12 +1,13 @@
 """The main job on the embedded defaults, offline: ``python -m flow_assets.demo``.
 
-1. Generates a local mirror of the Binance USD-M and OKX archives (exact layouts and formats,
-   with CHECKSUM files for Binance) plus a Tardis-style CSV with arrival times, for a few
-   instruments over three months, under ``data/demo/mirror``.
-2. Serves the mirror on 127.0.0.1 and points ``FLOW_ASSETS_BINANCE_URL`` / ``FLOW_ASSETS_OKX_URL``
-   at it; serves the exchanges' metadata endpoints (a sample of every kind of listed perpetual)
-   for ``FLOW_ASSETS_BINANCE_API_URL`` / ``FLOW_ASSETS_OKX_API_URL``.
-3. Materializes the instrument catalogs (the OKX contract values come from there) and registers
+1. Generates a local mirror of the venues' archives (each venue's exact layout and format, with
+   its checksum files where it publishes them, by its own writer) plus a Tardis-style CSV with
+   arrival times, for a few instruments over three months, under ``data/demo/mirror``.
+2. Serves the mirror on 127.0.0.1 and points every venue's archive variable
+   (``FLOW_ASSETS_BINANCE_URL``, ...) at it; serves every venue's metadata endpoints in its exact
+   JSON shape (a sample of every kind of listed perpetual) for its catalog variable
+   (``FLOW_ASSETS_BINANCE_API_URL``, ...).
+3. Materializes the instrument catalogs (contract values come from there) and registers
    the instrument partitions, as ``instruments_sensor`` does on the daemon.
 4. Runs every instrument-month through Dagster (each exchange's flow job: raw trades, flow bars
    and their checks), months in order, then the daily cross-exchange summary, on the persistent
@@ -28,7 +29,6 @@ import dagster as dg
 import polars as pl
 
 from flow_assets.catalog.mirror import CatalogServer
-from flow_assets.catalog.samples import binance_sample, okx_sample
 from flow_assets.cli import api_howto
 from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry, load_config
@@ -40,12 +40,11 @@ from flow_assets.publish import list_manifests, manifest_key
 from flow_assets.sources.mirror import (
     ArchiveServer,
     sample_trades,
-    write_binance,
-    write_okx,
     write_tardis,
 )
 from flow_assets.sources.report import month_bounds
 from flow_assets.store import ObjectStore, open_store
+from flow_assets.venues import VENUES, venue
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / "data" / "demo"
@@ -80,10 +79,7 @@ def generate_mirror(root: Path, months: tuple[date, ...], per_month: int) -> Pat
     lines = ["instruments:"]
     for number, (exchange, symbol) in enumerate(ARCHIVE_INSTRUMENTS):
         trades = _trades(months, per_month, seed=100 * number)
-        if exchange == "binance-futures":
-            write_binance(trades, root, symbol, monthly=True)
-        else:
-            write_okx(trades, root, symbol)
+        venue(exchange).write_archive(trades, root, symbol)
         lines += [
             f"  - exchange: {exchange}",
             f"    symbol: {symbol}",
@@ -189,11 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store()
     with (
         ArchiveServer(DEMO_DIR / "mirror") as server,
-        CatalogServer(binance_sample(), okx_sample()) as catalogs,
+        CatalogServer({name: v.catalog.sample() for name, v in VENUES.items()}) as catalogs,
     ):
-        for name, url in (("BINANCE", server.url), ("OKX", server.url)):
-            os.environ[f"FLOW_ASSETS_{name}_URL"] = url
-            os.environ[f"FLOW_ASSETS_{name}_API_URL"] = catalogs.url
+        for each in VENUES.values():
+            os.environ[each.archive.url_env] = server.url
+            os.environ[each.catalog.url_env] = catalogs.url
         print(f"2/4 serving it on {server.url}, the exchanges' metadata on {catalogs.url}")
         config = load_config(instruments)
         defs = build_definitions(config, default_resources())

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from flow_assets.symbology import SUPPORTED_EXCHANGES, parse_symbol, to_native
+from flow_assets.symbology import parse_symbol, to_native
+from flow_assets.venues import NAMES
 
 DEFAULT_INSTRUMENTS_FILE = Path(__file__).with_name("instruments.yaml")
 _MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
@@ -150,10 +151,8 @@ def _month(value: object, where: str) -> date:
 
 def _exchange(item: dict[str, object], where: str) -> str:
     exchange = item.get("exchange")
-    if exchange not in SUPPORTED_EXCHANGES:
-        raise ValueError(
-            f"{where}: exchange {exchange!r} is not one of {', '.join(SUPPORTED_EXCHANGES)}"
-        )
+    if exchange not in NAMES:
+        raise ValueError(f"{where}: exchange {exchange!r} is not one of {', '.join(NAMES)}")
     return str(exchange)
 
 

@@ -5,9 +5,8 @@ An Atlas id names an instrument independently of any exchange:
 settled in the quote currency), ``perpetual-BTC-USD:BTC`` (inverse: settled in the base
 asset) or ``spot-BTC-USDT``. Exchanges name the same instruments natively (Binance USD-M
 ``BTCUSDT``, OKX ``BTC-USDT-SWAP``); :func:`to_native` and :func:`from_native` translate any
-id of the exchange's grammar (Binance USD-M ``<BASE><QUOTE>`` linear in USDT, USDC, FDUSD, BUSD
-or BTC; OKX ``<BASE>-USDT|USDC-SWAP`` linear, ``<BASE>-USD-SWAP`` inverse,
-``<BASE>-USD_UM-SWAP`` USD-margined). Which instruments are listed, since when, and their
+id of the exchange's grammar, which each venue's module describes (:mod:`flow_assets.venues`).
+Which instruments are listed, since when, and their
 contract values over time are data from the exchanges: :mod:`flow_assets.catalog`.
 
 Contract specs (what one unit of an exchange's size column is worth, with their history) are
@@ -24,22 +23,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-SUPPORTED_EXCHANGES: tuple[str, ...] = ("binance-futures", "okx-perps")
+if TYPE_CHECKING:
+    from flow_assets.venues.base import Venue
+
 KINDS: tuple[str, ...] = ("spot", "perpetual", "future")
 
 _ATLAS = re.compile(
     r"^(?P<kind>[a-z]+)-(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z0-9]+)"
     r"(?::(?P<settle>[A-Z0-9]+))?(?:-(?P<expiry>\d{8}))?$"
 )
-# Binance USD-M perpetuals are linear, quoted and margined in one of these (the BTC-margined
-# ones, e.g. ETHBTC, are quoted and settled in BTC). Stablecoins are tried first, so a base
-# ending in "BTC" (WBTCUSDT) keeps its name.
-BINANCE_QUOTES: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BUSD", "BTC")
-_BINANCE_NATIVE = re.compile(r"^[A-Z0-9]+$")
-# OKX swaps: linear USDT/USDC, inverse USD (settled in the base) and linear "USD_UM" (unified
-# margin, settled in USD or USD stablecoins: Atlas ``perpetual-<BASE>-USD:USD``).
-_OKX_NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>USDT|USDC|USD|USD_UM)-SWAP$")
 _ASSET = re.compile(r"^[A-Z0-9]+$")
 
 
@@ -117,26 +111,11 @@ def _instrument(symbol: str | Instrument) -> Instrument:
     return symbol if isinstance(symbol, Instrument) else parse_symbol(symbol)
 
 
-def _check_exchange(exchange: str) -> None:
-    if exchange not in SUPPORTED_EXCHANGES:
-        raise SymbolError(
-            f"unknown exchange {exchange!r}; supported: {', '.join(SUPPORTED_EXCHANGES)}"
-        )
+def _venue(exchange: str) -> Venue:
+    """The venue ``exchange`` of the registry; :class:`SymbolError` when unknown."""
+    from flow_assets.venues import venue  # noqa: PLC0415 (the venues import this module)
 
-
-def _supported_help(exchange: str) -> str:
-    if exchange == "binance-futures":
-        quotes = "/".join(BINANCE_QUOTES)
-        return (
-            f"binance-futures supports linear perpetuals quoted and settled in {quotes}: "
-            "'perpetual-<BASE>-<QUOTE>:<QUOTE>' <-> '<BASE><QUOTE>' (e.g. BTCUSDT, 1000PEPEUSDC)"
-        )
-    return (
-        "okx-perps supports perpetual swaps 'perpetual-<BASE>-USDT:USDT' <-> '<BASE>-USDT-SWAP' "
-        "(also USDC), 'perpetual-<BASE>-USD:<BASE>' <-> '<BASE>-USD-SWAP' (inverse) and "
-        "'perpetual-<BASE>-USD:USD' <-> '<BASE>-USD_UM-SWAP' (USD-margined), "
-        "e.g. BTC-USDT-SWAP, BTC-USD-SWAP"
-    )
+    return venue(exchange)
 
 
 def perpetual(base: str, quote: str, settle: str) -> Instrument:
@@ -158,45 +137,25 @@ def to_native(exchange: str, symbol: str | Instrument) -> str:
     """The exchange's own id of an Atlas perpetual (``BTCUSDT``, ``BTC-USDT-SWAP``).
 
     Any instrument of the exchange's id grammar is accepted, listed or not (the catalog says
-    which are listed). Binance ids are upper case.
+    which are listed); the grammar is the venue's (:mod:`flow_assets.venues`).
     """
-    _check_exchange(exchange)
+    venue = _venue(exchange)
     inst = _instrument(symbol)
-    if inst.kind == "perpetual" and exchange == "binance-futures":
-        if inst.is_linear and inst.quote in BINANCE_QUOTES:
-            return f"{inst.base}{inst.quote}"
-    elif inst.kind == "perpetual":
-        if inst.is_linear and inst.quote in ("USDT", "USDC"):
-            return f"{inst.base}-{inst.quote}-SWAP"
-        if inst.quote == "USD" and inst.settle == "USD":
-            return f"{inst.base}-USD_UM-SWAP"
-        if inst.is_inverse and inst.quote == "USD":
-            return f"{inst.base}-USD-SWAP"
-    raise SymbolError(f"{inst} is not available on {exchange}: {_supported_help(exchange)}")
+    native = venue.to_native(inst)
+    if native is None:
+        raise SymbolError(f"{inst} is not available on {exchange}: {venue.grammar_help}")
+    return native
 
 
 def from_native(exchange: str, native: str) -> Instrument:
-    """The Atlas instrument of an exchange-native id (Binance ids in any letter case).
-
-    Binance ids are split at a known quote (:data:`BINANCE_QUOTES`); when the exchange's
-    base/quote/margin assets are at hand, :func:`perpetual` is exact.
-    """
-    _check_exchange(exchange)
-    if exchange == "binance-futures":
-        upper = native.upper() if isinstance(native, str) else ""
-        if _BINANCE_NATIVE.match(upper):
-            for quote in BINANCE_QUOTES:
-                base = upper.removesuffix(quote)
-                if base != upper and base:
-                    return Instrument("perpetual", base, quote, quote)
-    else:
-        match = _OKX_NATIVE.match(native) if isinstance(native, str) else None
-        if match:
-            base, quote = match["base"], match["quote"]
-            if quote == "USD_UM":
-                return Instrument("perpetual", base, "USD", "USD")
-            return Instrument("perpetual", base, quote, base if quote == "USD" else quote)
-    raise SymbolError(f"unknown {exchange} symbol {native!r}: {_supported_help(exchange)}")
+    """The Atlas instrument of an exchange-native id (in the venue's grammar; Binance ids in
+    any letter case). When the exchange's base/quote/margin assets are at hand,
+    :func:`perpetual` is exact."""
+    venue = _venue(exchange)
+    inst = venue.from_native(native) if isinstance(native, str) else None
+    if inst is None:
+        raise SymbolError(f"unknown {exchange} symbol {native!r}: {venue.grammar_help}")
+    return inst
 
 
 @dataclass(frozen=True)
@@ -242,10 +201,12 @@ def _specs() -> tuple[ContractSpec, ...]:
 def contract_specs(exchange: str, symbol: str | Instrument) -> list[ContractSpec]:
     """Every spec of the instrument on the exchange, oldest first (its spec history)."""
     native = to_native(exchange, symbol)
-    rows = [r for r in _specs() if r.exchange == exchange and r.native in (native, "*")]
+    of_exchange = [r for r in _specs() if r.exchange == exchange]
+    rows = [r for r in of_exchange if r.native == native]  # its own rows, else the "*" ones
+    rows = rows or [r for r in of_exchange if r.native == "*"]
     if not rows:
         raise SymbolError(
-            f"no contract spec for {native} on {exchange}: {_supported_help(exchange)}"
+            f"no contract spec for {native} on {exchange}: {_venue(exchange).grammar_help}"
         )
     return sorted(rows, key=lambda r: r.valid_from or datetime.min.replace(tzinfo=UTC))
 

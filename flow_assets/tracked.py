@@ -26,13 +26,13 @@ import polars as pl
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, TrackedInstrument
 from flow_assets.store import MissingObjectError, ObjectStore
 from flow_assets.symbology import (
-    SUPPORTED_EXCHANGES,
     SymbolError,
     format_symbol,
     from_native,
     parse_symbol,
     to_native,
 )
+from flow_assets.venues import NAMES
 
 # The months dimension starts here, a fixed month: loading definitions reads neither the store
 # nor the exchanges, so it cannot start at the earliest tracked instrument. 2019-09 is the first
@@ -120,7 +120,7 @@ def resolve_instruments(
 ) -> Resolution:
     """Resolve ``config`` against each exchange's catalog listing (None: none stored)."""
     result = Resolution()
-    for exchange in SUPPORTED_EXCHANGES:
+    for exchange in NAMES:
         catalog = catalogs.get(exchange)
         chosen: dict[str, TrackedInstrument] = {}
         for rule in (r for r in config.rules if r.exchange == exchange):

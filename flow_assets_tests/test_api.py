@@ -45,7 +45,7 @@ from flow_assets.metrics import ALL_INTERVALS, flow_bars
 from flow_assets.publish import Staging, flow_file
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import TIMESTAMPS, ObjectStore, open_store
-from flow_assets.symbology import SUPPORTED_EXCHANGES
+from flow_assets.venues import NAMES
 from flow_assets_tests.s3_fixtures import month_bars
 
 BINANCE, OKX = "binance-futures", "okx-perps"
@@ -679,7 +679,7 @@ def test_catalog(api: Api) -> None:
 def test_the_openapi_vocabularies_are_the_pipelines() -> None:
     assert get_args(routes.Interval) == ALL_INTERVALS
     assert get_args(routes.Timestamp) == TIMESTAMPS
-    assert get_args(routes.Exchange) == SUPPORTED_EXCHANGES
+    assert get_args(routes.Exchange) == NAMES
     assert set(TIERS["prime"]) - set(TIERS["basic"]) == set(PRIME_INTERVALS) == {"1s", "15s", "30s"}
 
 

@@ -46,7 +46,7 @@ def at(*parts: int) -> datetime:
 
 @pytest.fixture
 def server() -> Iterator[CatalogServer]:
-    with CatalogServer(binance_sample(), okx_sample()) as running:
+    with CatalogServer({"binance-futures": binance_sample(), "okx-perps": okx_sample()}) as running:
         yield running
 
 
@@ -97,7 +97,7 @@ def test_base_urls_from_the_environment(
 
 
 def test_okx_error_code_is_a_clear_error(server: CatalogServer, session: requests.Session) -> None:
-    server.okx = {"code": "50011", "msg": "Too Many Requests", "data": []}
+    server.documents["okx-perps"] = {"code": "50011", "msg": "Too Many Requests", "data": []}
     with pytest.raises(OkxApiError, match=r"50011.*Too Many Requests") as error:
         fetch_okx(server.url, session)
     assert error.value.code == "50011"
@@ -141,7 +141,7 @@ def test_malformed_okx_answers(server: CatalogServer, session: requests.Session)
     with pytest.raises(CatalogShapeError, match="'data' list"):
         fetch_okx(server.url, session)
     bad = okx_instrument("SOL-USDT-SWAP", "one", listed=at(2024, 1, 1))
-    server.okx = okx_with([bad])
+    server.documents["okx-perps"] = okx_with([bad])
     with pytest.raises(CatalogShapeError, match="SOL-USDT-SWAP: expected a number"):
         fetch_okx(server.url, session)
 
@@ -150,7 +150,7 @@ def test_listing_in_the_middle_of_a_month_keeps_its_exact_time(
     server: CatalogServer, session: requests.Session
 ) -> None:
     listed = datetime(2024, 5, 17, 9, 31, 12, 345000, tzinfo=UTC)
-    server.okx = okx_with([okx_instrument("JUP-USDT-SWAP", "10", listed=listed)])
+    server.documents["okx-perps"] = okx_with([okx_instrument("JUP-USDT-SWAP", "10", listed=listed)])
     snapshot = fetch_okx(server.url, session)
     assert row(snapshot, "JUP-USDT-SWAP")["listed"] == listed
     values = contract_values(merge_snapshot(seed_history(), snapshot, at(2024, 6, 1)),
@@ -175,7 +175,9 @@ def test_okx_delisting_by_absence_and_by_exp_time(
     store = LocalStore(tmp_path)
     first_seen, second_seen = at(2026, 10, 1, 0, 5), at(2026, 10, 2, 0, 5)
     update_catalog(store, "okx-perps", fetch_okx(server.url, session), first_seen)
-    server.okx = okx_with([i for i in okx_sample()["data"] if i["instId"] != "ANT-USDT-SWAP"])
+    server.documents["okx-perps"] = okx_with(
+        [i for i in okx_sample()["data"] if i["instId"] != "ANT-USDT-SWAP"]
+    )
     catalog = update_catalog(store, "okx-perps", fetch_okx(server.url, session), second_seen)
     gone = row(catalog.instruments, "ANT-USDT-SWAP")
     assert (gone["status"], gone["delisted"]) == ("delisted", second_seen)
@@ -192,9 +194,13 @@ def test_contract_value_change_seen_by_two_snapshots(
 ) -> None:
     store = LocalStore(tmp_path)
     listed, changed_seen = at(2021, 9, 7), at(2024, 4, 18, 8, 0, 30)
-    server.okx = okx_with([okx_instrument("AGLD-USDT-SWAP", "0.001", listed=listed)])
+    server.documents["okx-perps"] = okx_with(
+        [okx_instrument("AGLD-USDT-SWAP", "0.001", listed=listed)]
+    )
     update_catalog(store, "okx-perps", fetch_okx(server.url, session), at(2024, 4, 17, 8))
-    server.okx = okx_with([okx_instrument("AGLD-USDT-SWAP", "0.0001", listed=listed)])
+    server.documents["okx-perps"] = okx_with(
+        [okx_instrument("AGLD-USDT-SWAP", "0.0001", listed=listed)]
+    )
     catalog = update_catalog(store, "okx-perps", fetch_okx(server.url, session), changed_seen)
     values = contract_values(catalog.contracts, "okx-perps", "AGLD-USDT-SWAP")
     assert values.rows() == [(listed, changed_seen, 0.001), (changed_seen, None, 0.0001)]
@@ -256,8 +262,8 @@ def test_the_okx_parser_converts_with_the_catalogs_value_in_force_per_trade() ->
 
 
 def test_the_server_swaps_snapshots_without_restarting(server: CatalogServer) -> None:
-    original = copy.deepcopy(server.okx)
-    server.okx = okx_with([])
+    original = copy.deepcopy(server.documents["okx-perps"])
+    server.documents["okx-perps"] = okx_with([])
     answer = requests.get(server.url + OKX_PATH, params={"instType": "SWAP"}, timeout=5).json()
     assert answer == {"code": "0", "msg": "", "data": []}
     missing = requests.get(server.url + OKX_PATH, timeout=5).json()

@@ -86,8 +86,8 @@ def store(tmp_path) -> FlowStore:
 
 def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    with CatalogServer(_binance(), _okx("0.01")) as server:
-        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
+    with CatalogServer({"binance-futures": _binance(), "okx-perps": _okx("0.01")}) as server:
+        api = CatalogApi(urls={"binance-futures": server.url, "okx-perps": server.url})
         defs = build_definitions(CONFIG, {"catalog_api": api, "store": store})
         catalog_job = defs.resolve_job_def("instrument_catalog_job")
         first = catalog_job.execute_in_process(instance=instance)
@@ -103,12 +103,12 @@ def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
 
         # A day later: SOL listed mid-March 2024, ETH's delisting announced for 2024-05-10,
         # XRP gone from the listing, OKX's contract value changed.
-        server.binance = _binance(
+        server.documents["binance-futures"] = _binance(
             binance_symbol("SOLUSDT", "SOL", "USDT", onboard=_at(2024, 3, 17, 12)),
             eth_delivery=_at(2024, 5, 10, 8),
             xrp=False,
         )
-        server.okx = _okx("0.001")
+        server.documents["okx-perps"] = _okx("0.001")
         second = catalog_job.execute_in_process(instance=instance)
         assert second.success
         binance = _metadata(second, "binance_futures")
@@ -294,9 +294,9 @@ def test_an_okx_swap_outside_the_shipped_table_is_converted_with_the_catalogs_va
     write_okx(trades, mirror_root, doge, contract_value_at=lambda ts: 1000.0)
     config = parse_config({"instruments": [{"exchange": "okx-perps", "symbol": doge}]})
     okx = okx_instruments([okx_instrument("DOGE-USDT-SWAP", "1000", listed=_at(2020, 1, 10))])
-    with CatalogServer(_binance(), okx) as server:
-        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
-        archives = ArchiveSources(okx_url=archive_server.url)
+    with CatalogServer({"binance-futures": _binance(), "okx-perps": okx}) as server:
+        api = CatalogApi(urls={"binance-futures": server.url, "okx-perps": server.url})
+        archives = ArchiveSources(urls={"okx-perps": archive_server.url})
         defs = build_definitions(config, {"catalog_api": api, "store": store, "archives": archives})
         instance = dg.DagsterInstance.ephemeral()
         key = "DOGE-USDT:USDT|2024-02-01"

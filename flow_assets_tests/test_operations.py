@@ -59,7 +59,7 @@ class Ops:
     """One instrument's archives on a local server, a store, an instance and the sensor."""
 
     def __init__(self, server_url: str, store: Path, entries=(BTC,), backoff=timedelta(0)):
-        self.archives = ArchiveSources(binance_url=server_url)
+        self.archives = ArchiveSources(urls={"binance-futures": server_url})
         self.store = FlowStore(url=str(store))
         self.defs = build_definitions(
             list(entries), {"archives": self.archives, "store": self.store}, retry_backoff=backoff

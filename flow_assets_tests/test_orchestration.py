@@ -44,6 +44,11 @@ JAN, FEB = date(2024, 1, 1), date(2024, 2, 1)
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _binance_archives(url: str) -> ArchiveSources:
+    """The archives resource with Binance USD-M served at ``url``."""
+    return ArchiveSources(urls={"binance-futures": url})
+
+
 def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
@@ -81,7 +86,9 @@ def trades() -> dict[str, pl.DataFrame]:
 def archives(mirror_root, archive_server, trades) -> ArchiveSources:
     write_binance(trades["binance"], mirror_root, BTC.symbol, monthly=True)
     write_okx(trades["okx"], mirror_root, OKX_BTC.symbol)
-    return ArchiveSources(binance_url=archive_server.url, okx_url=archive_server.url)
+    return ArchiveSources(
+        urls={"binance-futures": archive_server.url, "okx-perps": archive_server.url}
+    )
 
 
 @pytest.fixture
@@ -397,7 +404,7 @@ def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
     gone = next(mirror_root.rglob("BTCUSDT-aggTrades-2024-01-10.zip"))
     gone.unlink()
     gone.with_name(gone.name + ".CHECKSUM").unlink()
-    archives = ArchiveSources(binance_url=archive_server.url)
+    archives = _binance_archives(archive_server.url)
     result = _run(_defs(archives, local_store), BTC, JAN)
     assert not result.success
     evaluation = _check_evaluations(result)[("binance_futures/raw_trades", "upstream_defects")]
@@ -458,11 +465,17 @@ def test_the_sensor_requests_new_and_revised_months(
     write_binance(trades, mirror_root, entry.symbol, monthly=True)
     defs = build_definitions(
         [entry],
-        {"archives": ArchiveSources(binance_url=archive_server.url), "store": local_store},
+        {
+            "archives": _binance_archives(archive_server.url),
+            "store": local_store,
+        },
     )
     _synced(defs)  # the tracked instruments the sensor probes
     sensor = defs.resolve_sensor_def("archive_sensor")
-    resources = {"archives": ArchiveSources(binance_url=archive_server.url), "store": local_store}
+    resources = {
+        "archives": _binance_archives(archive_server.url),
+        "store": local_store,
+    }
     instance = dg.DagsterInstance.ephemeral()  # where the sensor looks its requested runs up
 
     def evaluate(cursor=None):
@@ -549,7 +562,7 @@ def test_the_cli_materializes_one_instrument_month(archives, local_store, tmp_pa
         **os.environ,
         "FLOW_ASSETS_INSTRUMENTS": str(instruments),
         "FLOW_ASSETS_STORAGE_URL": local_store.url,
-        "FLOW_ASSETS_BINANCE_URL": archives.binance_url,
+        "FLOW_ASSETS_BINANCE_URL": archives.urls["binance-futures"],
         "DAGSTER_HOME": str(tmp_path / "home"),
     }
     (tmp_path / "home").mkdir()

@@ -23,15 +23,16 @@ from flow_assets.api.models import CatalogResponse, FileLink, FilesResponse, Sym
 from flow_assets.api.signing import LinkError
 from flow_assets.client import validate_request
 from flow_assets.store import LocalStore, MissingObjectError
+from flow_assets.venues import NAMES
 
 API_PREFIX = "/api/v1"
 PARQUET = "application/vnd.apache.parquet"
 # The query's vocabularies, spelled out for the OpenAPI document (tests check them against
-# ALL_INTERVALS, TIMESTAMPS and SUPPORTED_EXCHANGES).
+# ALL_INTERVALS, TIMESTAMPS and the venue registry).
 Metric = Literal["flow"]
 Timestamp = Literal["exchange", "true"]
 Interval = Literal["1s", "15s", "30s", "1m", "5m", "15m", "30m", "1h", "4h", "1d"]
-Exchange = Literal["binance-futures", "okx-perps"]
+Exchange = Literal[NAMES]  # type: ignore[valid-type]  # every venue of the registry
 SYMBOL_PATTERN = r"^[a-z]+-[A-Z0-9]+-[A-Z0-9]+(:[A-Z0-9]+)?(-[0-9]{8})?$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 

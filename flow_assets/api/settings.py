@@ -35,7 +35,8 @@ from datetime import date
 from pathlib import Path
 
 from flow_assets.store import DEFAULT_LOCAL_ROOT, STORAGE_URL_ENV
-from flow_assets.symbology import SUPPORTED_EXCHANGES, SymbolError, parse_symbol
+from flow_assets.symbology import SymbolError, parse_symbol
+from flow_assets.venues import NAMES
 
 log = logging.getLogger("flow_assets.api")
 
@@ -87,7 +88,7 @@ def parse_preview(text: str, variable: str = "FLOW_ASSETS_API_PREVIEW") -> tuple
         if len(parts) != 3:
             raise SettingsError(f"{variable}: {raw!r} is not EXCHANGE/SYMBOL/YYYY-MM[..YYYY-MM]")
         exchange, symbol, months = parts
-        if exchange not in SUPPORTED_EXCHANGES:
+        if exchange not in NAMES:
             raise SettingsError(f"{variable}: unknown exchange {exchange!r}")
         try:
             parse_symbol(symbol)

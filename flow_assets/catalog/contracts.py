@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from flow_assets.catalog.model import BINANCE, UTC_US, CatalogError
+from flow_assets.catalog.model import UTC_US, CatalogError
 from flow_assets.metrics.schema import CONTRACT_VALUES_SCHEMA
 
 CONTRACT_SCHEMA: dict[str, pl.DataType] = {
@@ -162,12 +162,15 @@ def contract_values(history: pl.DataFrame, exchange: str, native: str) -> pl.Dat
     """One instrument's values, oldest first: ``valid_from``, ``valid_to`` (UTC, nullable),
     ``ct_val`` (:data:`VALUES_SCHEMA`), ordered and non-overlapping.
 
-    Binance ids match in any letter case. An instrument with no row (and no ``*`` row for its
-    exchange) is an :class:`UnknownContractError` naming it.
+    Ids match in any letter case on a venue whose ids are case-insensitive (Binance). An
+    instrument with no row (and no ``*`` row for its exchange) is an
+    :class:`UnknownContractError` naming it.
     """
-    same = pl.col("native").str.to_uppercase() == native.upper()
-    if exchange != BINANCE:
-        same = pl.col("native") == native
+    from flow_assets.venues import venue  # noqa: PLC0415 (the venues import this module)
+
+    same = pl.col("native") == native
+    if venue(exchange).ids_case_insensitive:
+        same = pl.col("native").str.to_uppercase() == native.upper()
     of_exchange = history.filter(pl.col("exchange") == exchange)
     rows = of_exchange.filter(same)
     if rows.is_empty():

@@ -1,5 +1,8 @@
 """Fetch the instrument catalogs from the exchanges' public REST metadata.
 
+:func:`fetch_catalog` asks the venue's own reader (:mod:`flow_assets.venues`); the readers of
+Binance USD-M and OKX are here, the others in their venue's module:
+
 * Binance USD-M: ``GET {base}/fapi/v1/exchangeInfo`` (base ``base_url``, else
   ``$FLOW_ASSETS_BINANCE_API_URL``, else ``https://fapi.binance.com``). One answer holds every
   symbol (no pagination, no parameters); request weight 1 against the per-IP weight limit the
@@ -18,18 +21,20 @@ Both are fetched once per call with the retries of :func:`flow_assets.sources.ht
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import polars as pl
 import requests
 
 from flow_assets.catalog.model import (
-    BINANCE,
-    OKX,
     CatalogError,
     CatalogShapeError,
     parse_binance,
     parse_okx,
 )
+
+if TYPE_CHECKING:
+    from flow_assets.venues.base import Venue
 
 BINANCE_URL = "https://fapi.binance.com"
 OKX_URL = "https://www.okx.com"
@@ -37,7 +42,6 @@ BINANCE_URL_ENV = "FLOW_ASSETS_BINANCE_API_URL"
 OKX_URL_ENV = "FLOW_ASSETS_OKX_API_URL"
 BINANCE_PATH = "/fapi/v1/exchangeInfo"
 OKX_PATH = "/api/v5/public/instruments"
-_DEFAULTS = {BINANCE: (BINANCE_URL_ENV, BINANCE_URL), OKX: (OKX_URL_ENV, OKX_URL)}
 
 
 class CatalogFetchError(CatalogError):
@@ -55,13 +59,18 @@ class OkxApiError(CatalogFetchError):
 
 def resolve_api_url(exchange: str, value: str | None = None) -> str:
     """The REST root of ``exchange``: the argument, else its env variable, else the public one."""
-    if exchange not in _DEFAULTS:
-        raise ValueError(f"unknown exchange {exchange!r}; catalogs exist for {sorted(_DEFAULTS)}")
-    env, default = _DEFAULTS[exchange]
-    return (value or os.environ.get(env) or default).rstrip("/")
+    return _venue(exchange).catalog.base_url(value)
 
 
-def _session() -> requests.Session:
+def _venue(exchange: str) -> Venue:
+    from flow_assets.venues import VENUES  # noqa: PLC0415 (the venues import this module)
+
+    if exchange not in VENUES:
+        raise ValueError(f"unknown exchange {exchange!r}; catalogs exist for {sorted(VENUES)}")
+    return VENUES[exchange]
+
+
+def catalog_session() -> requests.Session:
     # Imported here: flow_assets.sources may come to import the catalog (one-way at run time).
     from flow_assets.sources.http import make_session  # noqa: PLC0415
 
@@ -87,7 +96,7 @@ def get_json(session: requests.Session, url: str, params: dict[str, str] | None 
         ) from exc
 
 
-def _non_empty(frame: pl.DataFrame, url: str) -> pl.DataFrame:
+def non_empty(frame: pl.DataFrame, url: str) -> pl.DataFrame:
     if frame.is_empty():
         raise CatalogShapeError(f"{url} lists no perpetual at all: refusing an empty catalog")
     return frame
@@ -97,27 +106,25 @@ def fetch_binance(
     base_url: str | None = None, session: requests.Session | None = None
 ) -> pl.DataFrame:
     """Every Binance USD-M perpetual as a catalog frame."""
-    url = resolve_api_url(BINANCE, base_url) + BINANCE_PATH
-    document = get_json(session or _session(), url)
-    return _non_empty(parse_binance(document), url)
+    url = (base_url or os.environ.get(BINANCE_URL_ENV) or BINANCE_URL).rstrip("/") + BINANCE_PATH
+    document = get_json(session or catalog_session(), url)
+    return non_empty(parse_binance(document), url)
 
 
 def fetch_okx(base_url: str | None = None, session: requests.Session | None = None) -> pl.DataFrame:
     """Every OKX swap as a catalog frame."""
-    url = resolve_api_url(OKX, base_url) + OKX_PATH
-    document = get_json(session or _session(), url, {"instType": "SWAP"})
+    url = (base_url or os.environ.get(OKX_URL_ENV) or OKX_URL).rstrip("/") + OKX_PATH
+    document = get_json(session or catalog_session(), url, {"instType": "SWAP"})
     if not isinstance(document, dict) or "code" not in document:
         raise CatalogShapeError(f"{url}: expected an object with 'code', got {document!r:.200}")
     if str(document["code"]) != "0":
         raise OkxApiError(url, document["code"], document.get("msg"))
-    return _non_empty(parse_okx(document), url)
+    return non_empty(parse_okx(document), url)
 
 
 def fetch_catalog(
     exchange: str, base_url: str | None = None, session: requests.Session | None = None
 ) -> pl.DataFrame:
-    """The catalog of ``exchange`` (``binance-futures`` or ``okx-perps``) as it is now."""
-    fetchers = {BINANCE: fetch_binance, OKX: fetch_okx}
-    if exchange not in fetchers:
-        raise ValueError(f"unknown exchange {exchange!r}; catalogs exist for {sorted(fetchers)}")
-    return fetchers[exchange](base_url, session)
+    """The catalog of the venue ``exchange`` as it is now (its own reader)."""
+    reader = _venue(exchange).catalog
+    return reader.fetch(reader.base_url(base_url), session or catalog_session())

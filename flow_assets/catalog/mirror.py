@@ -3,9 +3,10 @@
 Builders write documents in the exchanges' exact JSON shapes (every field the real answers
 carry): :func:`binance_symbol` / :func:`binance_exchange_info` for ``GET /fapi/v1/exchangeInfo``
 and :func:`okx_instrument` / :func:`okx_instruments` for
-``GET /api/v5/public/instruments?instType=SWAP``. :class:`CatalogServer` serves them on
-``127.0.0.1`` (a free port) and lets a test swap a snapshot (a changed ctVal, a new listing, a
-delisting) or queue faults (an HTTP status, a raw body, a delay).
+``GET /api/v5/public/instruments?instType=SWAP`` (the other venues' builders are in their
+modules). :class:`CatalogServer` serves every venue's document on ``127.0.0.1`` (a free port)
+and lets a test swap a snapshot (a changed ctVal, a new listing, a delisting) or queue faults
+(an HTTP status, a raw body, a delay).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from flow_assets.catalog.fetch import BINANCE_PATH, OKX_PATH
 from flow_assets.loopback import LoopbackServer
 
 NO_DELIVERY_MS = 4133404800000  # Binance's deliveryDate of a perpetual with no end planned
@@ -187,32 +187,28 @@ def okx_instruments(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class CatalogServer(LoopbackServer):
-    """Both exchanges' metadata endpoints on 127.0.0.1 (free port); a context manager.
+    """Every venue's metadata endpoints on 127.0.0.1 (free port); a context manager.
 
-    ``binance`` and ``okx`` are the documents served now (assign to swap a snapshot; None
-    answers 404). ``inject(path, *faults)`` queues faults for a URL path; ``log`` lists
-    ``(path, query, status)`` of every request.
+    ``documents`` maps a venue to the document it serves now (assign to swap a snapshot; a
+    venue without one answers 404); each venue's own routing, parameters and pagination are its
+    catalog reader's ``answer`` (:mod:`flow_assets.venues`). ``inject(path, *faults)`` queues
+    faults for a URL path; ``log`` lists ``(path, query, status)`` of every request.
     """
 
-    def __init__(
-        self, binance: dict[str, Any] | None = None, okx: dict[str, Any] | None = None
-    ) -> None:
-        self.binance = binance
-        self.okx = okx
+    def __init__(self, documents: dict[str, Any] | None = None) -> None:
+        self.documents: dict[str, Any] = dict(documents or {})
         super().__init__()
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, object]:
-        """Status and JSON document for a request (the exchanges' routing and errors)."""
-        if path == BINANCE_PATH:
-            return (200, self.binance) if self.binance is not None else (404, {})
-        if path != OKX_PATH or self.okx is None:
-            return 404, {"msg": "Not Found", "code": 404}
-        inst_type = query.get("instType", [""])[0]
-        if not inst_type:
-            return 200, {"code": "50014", "msg": "Parameter instType can not be empty", "data": []}
-        if inst_type != "SWAP":
-            return 200, {"code": "0", "msg": "", "data": []}
-        return 200, self.okx
+        """Status and JSON document for a request: the first venue whose routing knows it."""
+        from flow_assets.venues import VENUES  # noqa: PLC0415 (the venues import this module)
+
+        for name, document in self.documents.items():
+            if document is not None:
+                status, body = VENUES[name].catalog.answer(path, query, document)
+                if status != 404:
+                    return status, body
+        return 404, {"msg": "Not Found", "code": 404}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -2,7 +2,7 @@
 
 A row says what an exchange-native instrument is in Atlas terms and how its size column reads:
 
-* ``exchange`` (``binance-futures`` / ``okx-perps``), ``native`` (the exchange's id, as it
+* ``exchange`` (the venue, :mod:`flow_assets.venues`), ``native`` (the exchange's id, as it
   publishes it), ``symbol`` (the Atlas id; null when the exchange's assets fall outside the
   Atlas grammar, e.g. a non-ASCII base, so no partition key can name it);
 * ``base``, ``quote``, ``settle`` (the margin/settlement asset), ``kind`` (``linear``: sizes are
@@ -15,7 +15,8 @@ A row says what an exchange-native instrument is in Atlas terms and how its size
   (the exchange's own word: ``TRADING``, ``SETTLING``, ``live``, ``suspend``... or
   ``delisted`` once absent).
 
-Parsing is pure: :func:`parse_binance` and :func:`parse_okx` take the decoded JSON documents.
+Parsing is pure: :func:`parse_binance` and :func:`parse_okx` take the decoded JSON documents
+(the other venues' parsers are in their modules, :mod:`flow_assets.venues`).
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def _atlas(exchange: str, native: str, inst: Instrument) -> str | None:
         back = to_native(exchange, inst)
     except SymbolError:
         return None
-    same = back.upper() == native.upper() if exchange == BINANCE else back == native
-    return format_symbol(inst) if same else None
+    from flow_assets.venues import venue  # noqa: PLC0415 (the venues import this module)
+
+    return format_symbol(inst) if venue(exchange).same_native(back, native) else None
 
 
 def _binance_row(item: dict[str, Any]) -> dict[str, Any]:

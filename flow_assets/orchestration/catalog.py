@@ -48,16 +48,15 @@ SYNC_INTERVAL_SECONDS = 300
 
 
 class CatalogApi(dg.ConfigurableResource):
-    """The exchanges' public metadata REST roots (empty: ``FLOW_ASSETS_BINANCE_API_URL`` /
-    ``FLOW_ASSETS_OKX_API_URL``, else the public hosts)."""
+    """The venues' public metadata REST roots: ``urls`` maps a venue to its root (missing or
+    empty: the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_API_URL``, else its
+    public host)."""
 
-    binance_api_url: str | None = None
-    okx_api_url: str | None = None
+    urls: dict[str, str] | None = None
 
     def fetch(self, exchange: str) -> pl.DataFrame:
-        """Every listed perpetual of ``exchange`` now (one request, with retries)."""
-        url = self.binance_api_url if exchange == "binance-futures" else self.okx_api_url
-        return fetch_catalog(exchange, base_url=url or None)
+        """Every listed perpetual of ``exchange`` now (its reader: requests with retries)."""
+        return fetch_catalog(exchange, base_url=(self.urls or {}).get(exchange) or None)
 
 
 def catalog_asset_key(exchange: str) -> dg.AssetKey:

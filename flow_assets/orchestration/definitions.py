@@ -3,8 +3,9 @@
 Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix),
 ``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
 ``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
-``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL``, ``FLOW_ASSETS_BINANCE_API_URL``,
-``FLOW_ASSETS_OKX_API_URL`` (the catalogs' metadata APIs), ``FLOW_ASSETS_INSTRUMENTS``,
+each venue's archive and catalog roots (the variables its description names, e.g.
+``FLOW_ASSETS_BINANCE_URL`` and ``FLOW_ASSETS_BINANCE_API_URL``; :mod:`flow_assets.venues`),
+``FLOW_ASSETS_INSTRUMENTS``,
 ``FLOW_ASSETS_FRESHNESS_LAG_DAYS`` (days the running month's bars may lag, default 2) and
 ``FLOW_ASSETS_ALERT_WEBHOOK_URL`` (where failed runs are POSTed as JSON; unset: no alert).
 Loading makes no network call and reads neither the store nor the instruments file: the
@@ -15,7 +16,7 @@ the stored catalogs) on every tick.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import dagster as dg
@@ -43,6 +44,7 @@ from flow_assets.orchestration.resources import (
     FlowStore,
     FreshnessSettings,
 )
+from flow_assets.venues import VENUES, Venue
 
 
 def _from_env(name: str) -> dg.EnvVar | None:
@@ -61,19 +63,19 @@ def _operations_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
+def _venue_urls(env_name: Callable[[Venue], str]) -> dict[str, dg.EnvVar]:
+    """Venue -> ``dg.EnvVar`` of its variable ``env_name(venue)``, for the variables set."""
+    names = {name: env_name(venue) for name, venue in VENUES.items()}
+    return {name: dg.EnvVar(env) for name, env in names.items() if os.environ.get(env)}
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment through ``dg.EnvVar``."""
     return {
         **_operations_resources(),
-        "archives": ArchiveSources(
-            binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
-            okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
-        ),
+        "archives": ArchiveSources(urls=_venue_urls(lambda v: v.archive.url_env)),
         "instruments": InstrumentsFile(path=_from_env("FLOW_ASSETS_INSTRUMENTS")),
-        "catalog_api": CatalogApi(
-            binance_api_url=_from_env("FLOW_ASSETS_BINANCE_API_URL"),
-            okx_api_url=_from_env("FLOW_ASSETS_OKX_API_URL"),
-        ),
+        "catalog_api": CatalogApi(urls=_venue_urls(lambda v: v.catalog.url_env)),
         "store": FlowStore(
             url=_from_env("FLOW_ASSETS_STORAGE_URL"),
             s3=S3Resource(

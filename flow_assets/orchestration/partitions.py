@@ -21,8 +21,8 @@ import dagster as dg
 
 from flow_assets.instruments import InstrumentEntry, TrackedInstrument
 from flow_assets.store import ObjectStore
-from flow_assets.symbology import SUPPORTED_EXCHANGES
 from flow_assets.tracked import MONTHS_START, SYMBOL_TYPE, instrument_key, tracked_entries
+from flow_assets.venues import NAMES, venue
 
 INSTRUMENT = "instrument"
 MONTH = "month"
@@ -40,7 +40,7 @@ __all__ = [
 
 def exchange_slug(exchange: str) -> str:
     """The exchange as an asset-key prefix and group name, e.g. ``binance_futures``."""
-    return exchange.replace("-", "_")
+    return venue(exchange).slug
 
 
 def monthly(start: date = MONTHS_START) -> dg.MonthlyPartitionsDefinition:
@@ -125,9 +125,9 @@ class FlowPartitions:
 
     @property
     def exchanges(self) -> list[ExchangePartitions]:
-        """One per supported exchange, in a fixed order."""
+        """One per venue of the registry, in its order."""
         months = self.months
-        return [ExchangePartitions(exchange, months) for exchange in SUPPORTED_EXCHANGES]
+        return [ExchangePartitions(exchange, months) for exchange in NAMES]
 
     def of(self, entry: InstrumentEntry | str) -> ExchangePartitions:
         """The partitions of an exchange (or of an entry's exchange)."""

@@ -26,17 +26,16 @@ from flow_assets.symbology import to_native
 class ArchiveSources(dg.ConfigurableResource):
     """Where raw trades come from: the exchange archives (or an entry's Tardis-style CSVs).
 
-    An empty URL means the source's own default (``FLOW_ASSETS_BINANCE_URL`` /
-    ``FLOW_ASSETS_OKX_URL``, else the exchange's public archive).
+    ``urls`` maps a venue to its archive root; a venue missing or empty means the source's own
+    default (the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_URL``, else its
+    public archive). ``datasets`` maps a venue to one of its datasets (missing: its default).
     """
 
-    binance_url: str | None = None
-    okx_url: str | None = None
-    binance_dataset: str = "aggTrades"
+    urls: dict[str, str] | None = None
+    datasets: dict[str, str] | None = None
 
     def _base_url(self, exchange: str) -> str | None:
-        url = self.binance_url if exchange == "binance-futures" else self.okx_url
-        return url or None
+        return (self.urls or {}).get(exchange) or None
 
     def ingest(
         self,
@@ -70,7 +69,7 @@ class ArchiveSources(dg.ConfigurableResource):
             month,
             dest,
             base_url=self._base_url(entry.exchange),
-            dataset=self.binance_dataset,
+            dataset=(self.datasets or {}).get(entry.exchange),
             today=today,
             allow_missing_days=True,
             contract_values=_contract_values(entry, contracts),

@@ -7,9 +7,9 @@ the month in memory. ``fetch_month`` returns the same as a :class:`FetchResult` 
 ``probe_month`` is the cheap remote check a sensor uses.
 
 Every exchange goes through the same loop (:mod:`.archive`: month plan, downloads, checksums,
-coverage, cleaning); :data:`EXCHANGES` holds their descriptions (:class:`~.archive.Exchange`):
-``binance-futures`` (:mod:`.binance`), ``okx-perps`` (:mod:`.okx`). Tardis CSVs: :mod:`.tardis`
-(``ingest_tardis_month``, ``read_tardis_csv``).
+coverage, cleaning); each venue's archive description (:class:`~.archive.Exchange`) is part of
+its :class:`~flow_assets.venues.Venue` in the registry :data:`flow_assets.venues.VENUES`.
+Tardis CSVs: :mod:`.tardis` (``ingest_tardis_month``, ``read_tardis_csv``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import requests
 
 from flow_assets.sources import archive
 from flow_assets.sources.archive import Exchange, FetchOptions
-from flow_assets.sources.binance import BINANCE
 from flow_assets.sources.errors import (
     ArchiveDefectError,
     ChecksumMismatchError,
@@ -36,12 +35,9 @@ from flow_assets.sources.errors import (
 )
 from flow_assets.sources.http import Progress, make_session
 from flow_assets.sources.ingest import read_back
-from flow_assets.sources.okx import OKX
 from flow_assets.sources.report import FetchReport, FetchResult, FileRecord
-from flow_assets.symbology import SUPPORTED_EXCHANGES, SymbolError
 
 __all__ = [
-    "EXCHANGES",
     "ArchiveDefectError",
     "ChecksumMismatchError",
     "CorruptArchiveError",
@@ -62,15 +58,12 @@ __all__ = [
     "probe_month",
 ]
 
-EXCHANGES: dict[str, Exchange] = {exchange.name: exchange for exchange in (BINANCE, OKX)}
-
 
 def exchange_for(name: str) -> Exchange:
-    """The description of the exchange ``name``; :class:`SymbolError` when unsupported."""
-    if name not in SUPPORTED_EXCHANGES or name not in EXCHANGES:
-        supported = ", ".join(e for e in SUPPORTED_EXCHANGES if e in EXCHANGES)
-        raise SymbolError(f"unknown exchange {name!r}; supported: {supported}")
-    return EXCHANGES[name]
+    """The archive description of the venue ``name``; :class:`SymbolError` when unknown."""
+    from flow_assets.venues import venue  # noqa: PLC0415 (the venues import the sources)
+
+    return venue(name).archive
 
 
 def ingest_month(
@@ -80,7 +73,7 @@ def ingest_month(
     dest: Path,
     *,
     base_url: str | None = None,
-    dataset: str = "aggTrades",
+    dataset: str | None = None,
     session: requests.Session | None = None,
     today: date | None = None,
     allow_missing_days: bool = False,
@@ -104,7 +97,7 @@ def fetch_month(
     month: date,
     *,
     base_url: str | None = None,
-    dataset: str = "aggTrades",
+    dataset: str | None = None,
     session: requests.Session | None = None,
     today: date | None = None,
     allow_missing_days: bool = False,
@@ -112,9 +105,10 @@ def fetch_month(
 ) -> FetchResult:
     """All trades of one UTC month (``month`` = its first day) of an Atlas ``symbol``, in memory.
 
-    The running month gives the complete days so far (``report.complete`` false, ``report.end``
-    the exclusive end). ``dataset`` applies to Binance only (``aggTrades`` or ``trades``);
-    ``contract_values`` to exchanges whose sizes are contracts (OKX; None: the package's table).
+        The running month gives the complete days so far (``report.complete`` false, ``report.end``
+        the exclusive end). ``dataset``: one of the venue's datasets (None: its default; Binance
+    ``aggTrades`` or ``trades``);
+        ``contract_values`` to exchanges whose sizes are contracts (OKX; None: the package's table).
     """
     options = FetchOptions(base_url, dataset, session, today, allow_missing_days, contract_values)
     source = exchange_for(exchange)

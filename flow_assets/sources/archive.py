@@ -1,9 +1,11 @@
 """The one archive loop every exchange shares: month plan, downloads, checksums, coverage, cleaning.
 
 An :class:`Exchange` says only how one exchange publishes its trades: where its files are
-(``daily_url``, optionally ``monthly_url``), where each file's checksum is (``checksum_url`` or
-none), on which days its files are cut (``day_offset``), its CSV (``csv_format``) and checks that
-need a whole file (``file_check``). Everything else is here, the same for every exchange:
+(``daily_url``, optionally ``monthly_url``), how they are compressed (``compression``: zip or
+gzip), where each file's checksum is (``checksum_url`` or none), on which days its files are cut
+(``day_offset``), its CSV (``csv_format``), its trade ids (``trade_ids``: integer or string) and
+checks that need a whole file (``file_check``). It is part of the venue's description
+(:mod:`flow_assets.venues`). Everything else is here, the same for every exchange:
 
 * **Month plan.** The UTC days of a month as of ``today``: all of them when the month is over
   (``finished``), else the days up to yesterday. A day needs the files whose exchange-local day
@@ -27,7 +29,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -52,7 +54,7 @@ from flow_assets.sources.report import (
 )
 from flow_assets.symbology import to_native
 
-DEFAULT_DATASET = "aggTrades"
+DEFAULT_DATASET = "trades"
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -62,10 +64,11 @@ class FetchOptions:
 
     ``contract_values`` is the contract value history of the instrument (``valid_from``,
     ``valid_to``, ``ct_val``) for exchanges whose sizes are contracts; None: the package's table.
+    ``dataset`` None is the exchange's default (the first of its ``datasets``).
     """
 
     base_url: str | None = None
-    dataset: str = DEFAULT_DATASET
+    dataset: str | None = None
     session: requests.Session | None = None
     today: date | None = None
     allow_missing_days: bool = False
@@ -101,7 +104,10 @@ class Exchange:
     Atlas symbol. ``datasets`` are the names accepted (the first is the default).
     ``version_tag`` prefixes probe versions made from HEAD responses (sensors store them).
     ``sizes_in_contracts``: its sizes are contracts, converted with the instrument's contract
-    values (``FetchOptions.contract_values``, from the catalog).
+    values (``FetchOptions.contract_values``, from the catalog). ``compression``: ``zip`` (one
+    CSV member) or ``gzip``. ``trade_ids``: ``integer`` (the CSV's ids, deduplicated with a
+    bitmap) or ``string`` (the parser gives the 128-bit key of each id and a file-order
+    ``trade_id``; see :mod:`flow_assets.sources.report`).
     """
 
     name: str
@@ -116,6 +122,22 @@ class Exchange:
     file_check: Callable[[FetchOptions], FileCheck | None] = no_file_check
     version_tag: str = "head"
     sizes_in_contracts: bool = False
+    compression: str = "zip"
+    trade_ids: str = "integer"
+
+    def __post_init__(self) -> None:
+        if self.compression not in ("zip", "gzip"):
+            raise ValueError(f"{self.name}: compression must be zip or gzip")
+        if self.trade_ids not in ("integer", "string"):
+            raise ValueError(f"{self.name}: trade_ids must be integer or string")
+
+    def resolve(self, options: FetchOptions) -> FetchOptions:
+        """``options`` with the dataset checked (None: the default dataset)."""
+        dataset = options.dataset or self.datasets[0]
+        if dataset not in self.datasets:
+            supported = ", ".join(self.datasets)
+            raise ValueError(f"{self.name} has no dataset {dataset!r}; supported: {supported}")
+        return replace(options, dataset=dataset)
 
     def base_url(self, value: str | None = None) -> str:
         """The archive root: ``value``, else the environment variable, else the public one."""
@@ -149,11 +171,7 @@ class _MonthFetch:
         options: FetchOptions,
         workdir: Path | None = None,
     ) -> None:
-        if options.dataset not in exchange.datasets:
-            supported = ", ".join(exchange.datasets)
-            raise ValueError(
-                f"{exchange.name} has no dataset {options.dataset!r}; supported: {supported}"
-            )
+        options = exchange.resolve(options)
         self.exchange, self.symbol, self.month = exchange, symbol, month
         self.options, self.workdir = options, workdir
         self.native = to_native(exchange.name, symbol)
@@ -174,12 +192,17 @@ class _MonthFetch:
         dates = sorted({d for day in days for d in self.exchange.file_dates(day)})
         return stop <= self.today, days, dates
 
+    @property
+    def dataset(self) -> str:
+        assert self.options.dataset is not None
+        return self.options.dataset
+
     def daily(self, day: date) -> str:
-        return self.exchange.daily_url(self.base, self.native, self.options.dataset, day)
+        return self.exchange.daily_url(self.base, self.native, self.dataset, day)
 
     def monthly(self) -> str | None:
         url = self.exchange.monthly_url
-        return url and url(self.base, self.native, self.options.dataset, self.month)
+        return url and url(self.base, self.native, self.dataset, self.month)
 
     def checksum(self, url: str) -> str | None:
         """The checksum text of the file at ``url``; None when it is not published."""
@@ -273,7 +296,8 @@ class _MonthFetch:
         path = self.download(found, sink.report)
         fmt = self.exchange.csv_format(self.symbol, self.options)
         check = self.exchange.file_check(self.options)
-        for trades in read_trades(path, fmt, kind="zip", progress=self.options.progress):
+        kind = self.exchange.compression
+        for trades in read_trades(path, fmt, kind=kind, progress=self.options.progress):
             if check is not None:
                 check.add(trades)
             sink.add(trades)
@@ -322,11 +346,18 @@ def ingest(
     report = FetchReport(exchange.name, str(symbol), month)
     with tempfile.TemporaryDirectory(prefix=f"{exchange.name}-") as tmp:
         fetch = _MonthFetch(exchange, symbol, month, options, Path(tmp))
-        exchange.csv_format(symbol, options)  # bad options fail before any download
+        exchange.csv_format(symbol, fetch.options)  # bad options fail before any download
         files = fetch.locate(report)
         start, progress = utc_midnight(month), options.progress
+        string_ids = exchange.trade_ids == "string"
         with TradeSink(
-            dest, report, start, report.end, progress=progress, workdir=fetch.workdir
+            dest,
+            report,
+            start,
+            report.end,
+            progress=progress,
+            workdir=fetch.workdir,
+            string_ids=string_ids,
         ) as sink:
             for found in files:
                 fetch.stream(found, sink)

@@ -46,6 +46,7 @@ class CsvFormat:
         "is_taker_buy",
     )
     invalid_reason = "invalid row"
+    row_numbers = False  # convert gets ``_row``: the row's place among the file's data rows
 
     def start(self, header: str | None, first_row: str, name: str) -> None:
         """Look at the header line (None when absent) and the first data line before reading."""
@@ -231,11 +232,19 @@ class _Parser:
         self.rows += typed.height
         return typed.drop("_valid", strict=False)
 
+    def _numbered(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """``raw`` with ``_row`` (from 0 at the file's first data row) if the format wants it."""
+        if not self.fmt.row_numbers:
+            return raw
+        return raw.with_row_index("_row", offset=self.rows).with_columns(
+            pl.col("_row").cast(pl.Int64)
+        )
+
     def _typed(self, data: bytes) -> pl.DataFrame | None:
         """The chunk read with typed columns; None when anything is off (then read as text):
         a field that does not parse or is missing (a short line leaves the last one null)."""
         try:
-            raw = pl.read_csv(data, has_header=False, schema=self.schema)
+            raw = self._numbered(pl.read_csv(data, has_header=False, schema=self.schema))
             typed = self.fmt.convert(raw)
         except Exception:  # whatever it is, the reading as text decides
             return None
@@ -257,7 +266,7 @@ class _Parser:
         except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
             at, reason = _locate_ragged(data, line, self.width)
             raise MalformedCsvError(self.name, at, f"{reason} ({type(exc).__name__})") from exc
-        typed = self.fmt.convert(raw)
+        typed = self.fmt.convert(self._numbered(raw))
         row = _bad_row(typed, self.fmt.required)
         if row is not None:
             values = ",".join(str(v) for v in raw.row(row) if v is not None)
@@ -307,8 +316,8 @@ def parse_chunks(
 class ArchiveCsv:
     """The CSV inside an archive file, opened for streaming; a context manager.
 
-    ``kind`` is ``zip`` (one member), or ``auto`` (a zip or a gzip when the first bytes say so,
-    else plain text). Read and decompression errors become :class:`CorruptArchiveError`.
+    ``kind`` is ``zip`` (one member), ``gzip``, or ``auto`` (a zip or a gzip when the first bytes
+    say so, else plain text). Read and decompression errors become :class:`CorruptArchiveError`.
     """
 
     def __init__(self, path: Path, name: str, kind: str = "zip") -> None:
@@ -331,6 +340,8 @@ class ArchiveCsv:
         return self
 
     def _open(self, magic: bytes) -> IO[bytes]:
+        if self.kind == "gzip" and magic[:2] != b"\x1f\x8b":
+            raise CorruptArchiveError(f"corrupt gzip {self.name}: not a gzip file")
         if self.kind == "zip" or magic == b"PK\x03\x04":
             self._what = "zip"
             archive = zipfile.ZipFile(self.path)

@@ -4,9 +4,15 @@ Exchange trade ids are dense integers (Binance ids are consecutive), so the set 
 into pages of ``2**PAGE_BITS`` ids, a page allocated when an id first falls in it: a
 150M-trade month of consecutive ids costs about 19 MB, whatever the order of the rows. Sparse
 ids cost one page (512 bytes) per id in the worst case.
+
+String ids (Bybit's ``trdMatchID``, a UUID) are not dense: :class:`StringIds` keeps their exact
+128-bit keys per UTC day, at most two days in memory and the others sorted on disk, and checks
+the days against each other at the end a slice of the key space at a time.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -73,3 +79,137 @@ class SeenIds:
         else:
             np.bitwise_or.at(table, words, masks)
         return new
+
+
+DAY_US = 86_400_000_000
+MAX_RUNS_PER_DAY = 8  # sorted runs of a day's keys before they are merged into one
+MAX_DAYS_IN_MEMORY = 2  # days whose keys are held; older ones wait on disk
+PARTITIONS = 64  # slices of the key space the month-wide check reads at a time
+
+
+def uuid_text(hi: int, lo: int) -> str:
+    """A 128-bit key written as a UUID (how string ids such as Bybit's ``trdMatchID`` read)."""
+    h = f"{hi:016x}{lo:016x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _lexsort(keys: np.ndarray) -> np.ndarray:
+    """``keys`` (n x 2 uint64: high, low halves) sorted by (high, low)."""
+    return keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+
+
+def _member(run: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """True where (hi, lo) is in ``run`` (sorted n x 2 keys); exact."""
+    left = np.searchsorted(run[:, 0], hi, "left")
+    right = np.searchsorted(run[:, 0], hi, "right")
+    count = right - left
+    found = np.zeros(hi.size, dtype=bool)
+    one = count == 1
+    found[one] = run[left[one], 1] == lo[one]
+    for i in np.flatnonzero(count > 1):  # several keys share the high half: rare
+        found[i] = bool((run[left[i] : right[i], 1] == lo[i]).any())
+    return found
+
+
+class _DayKeys:
+    """The keys kept on one UTC day, as a few sorted runs."""
+
+    def __init__(self, keys: np.ndarray | None = None) -> None:
+        self.runs: list[np.ndarray] = [] if keys is None or not keys.size else [keys]
+
+    def add(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Mark distinct keys; True where a key was new to the day."""
+        new = np.ones(hi.size, dtype=bool)
+        for run in self.runs:
+            new &= ~_member(run, hi, lo)
+        if new.any():
+            self.runs.append(_lexsort(np.column_stack([hi[new], lo[new]])))
+        if len(self.runs) > MAX_RUNS_PER_DAY:
+            self.runs = [self.merged()]
+        return new
+
+    def merged(self) -> np.ndarray:
+        """Every key of the day, sorted (n x 2 uint64)."""
+        if not self.runs:
+            return np.empty((0, 2), dtype=np.uint64)
+        return self.runs[0] if len(self.runs) == 1 else _lexsort(np.concatenate(self.runs))
+
+
+class StringIds:
+    """Exact duplicate detection for string trade ids (128-bit keys) in bounded memory.
+
+    Keys are kept per UTC day of their trade: a duplicate row repeats its trade's time, so the
+    day's set decides it exactly. At most ``MAX_DAYS_IN_MEMORY`` days are in memory (16 bytes a
+    key: a 5M-trade day is 80 MB); the others wait sorted on disk in ``folder`` and come back
+    when a row of theirs arrives. :meth:`repeated_across_days` then reads the days from disk a
+    slice of the key space at a time and finds ids kept on two different days.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.days: dict[int, _DayKeys] = {}  # in memory, least recently used first
+        self.on_disk: set[int] = set()
+
+    def _path(self, day: int) -> Path:
+        return self.folder / f"{day}.npy"
+
+    def _day(self, day: int) -> _DayKeys:
+        if day in self.days:
+            self.days[day] = self.days.pop(day)  # most recently used
+            return self.days[day]
+        while len(self.days) >= MAX_DAYS_IN_MEMORY:
+            self._save(next(iter(self.days)))
+        keys = np.load(self._path(day)) if day in self.on_disk else None
+        self.days[day] = _DayKeys(keys)
+        return self.days[day]
+
+    def _save(self, day: int) -> None:
+        np.save(self._path(day), self.days.pop(day).merged())
+        self.on_disk.add(day)
+
+    def add(self, day: int, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Mark the distinct keys (hi, lo) of trades of ``day`` (days since the epoch); True
+        where a key had not been kept on that day before."""
+        return self._day(day).add(hi.astype(np.uint64), lo.astype(np.uint64))
+
+    def repeated_across_days(self, limit: int = 5) -> tuple[int, list[tuple[str, list[int]]]]:
+        """How many keys were kept on more than one day, and up to ``limit`` of them with
+        their days."""
+        for day in list(self.days):
+            self._save(day)
+        days = sorted(self.on_disk)
+        if len(days) < 2:
+            return 0, []
+        stored = {day: np.load(self._path(day), mmap_mode="r") for day in days}
+        count, examples = 0, []
+        step = np.uint64((1 << 64) // PARTITIONS)
+        for part in range(PARTITIONS):
+            low = np.uint64(part) * step
+            parts, labels = [], []
+            for day, keys in stored.items():
+                first = np.searchsorted(keys[:, 0], low, "left")
+                last = (
+                    len(keys)
+                    if part == PARTITIONS - 1
+                    else np.searchsorted(keys[:, 0], low + step, "left")
+                )
+                parts.append(np.asarray(keys[first:last]))
+                labels.append(np.full(last - first, day, dtype=np.int64))
+            found = _repeats(np.concatenate(parts), np.concatenate(labels))
+            count += len(found)
+            examples += found[: limit - len(examples)]
+        return count, examples
+
+
+def _repeats(keys: np.ndarray, days: np.ndarray) -> list[tuple[str, list[int]]]:
+    """The keys present on several days (each day's keys are distinct), with their days."""
+    if keys.shape[0] < 2:
+        return []
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    keys, days = keys[order], days[order]
+    same = (keys[1:, 0] == keys[:-1, 0]) & (keys[1:, 1] == keys[:-1, 1])
+    found: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(same):
+        key = (int(keys[i, 0]), int(keys[i, 1]))
+        found.setdefault(key, [int(days[i])]).append(int(days[i + 1]))
+    return [(uuid_text(*key), sorted(set(d))) for key, d in found.items()]

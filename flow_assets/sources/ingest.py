@@ -269,7 +269,8 @@ class TradeSink:
     """Trades in source order in, one sorted day-grouped Parquet file out; a context manager.
 
     ``add`` the batches in source order (files in the order their concatenation means), then
-    ``commit``; leaving the ``with`` block without a commit discards everything. While the kept
+    ``commit``; ``string_ids``: the batches carry string-id keys (see :class:`RowPolicies`);
+    leaving the ``with`` block without a commit discards everything. While the kept
     rows arrive in order they go straight into row groups; at the first row out of order, what
     was written moves to the day spills and every day is written (sorted) at the commit. The
     report gets the row counts and defects (:class:`RowPolicies`) and the first and last trade.
@@ -284,10 +285,11 @@ class TradeSink:
         *,
         progress: Progress | None = None,
         workdir: Path | None = None,
+        string_ids: bool = False,
     ) -> None:
         self.dest = Path(dest)
         self.report = report
-        self.policies = RowPolicies(report, start, end)
+        self.policies = RowPolicies(report, start, end, string_ids=string_ids, workdir=workdir)
         self.progress = progress
         self.workdir = workdir
         self.part = self.dest.with_name(self.dest.name + ".part")
@@ -385,6 +387,7 @@ class TradeSink:
 
     def close(self) -> None:
         """Drop the spill and any unfinished output."""
+        self.policies.close()
         if self.direct is not None:
             self.direct.abort()
             self.direct = None

@@ -32,19 +32,21 @@ exist decides the month's end). Row policies are those of :mod:`flow_assets.sour
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from itertools import pairwise
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from flow_assets.metrics.schema import CONTRACT_VALUES_SCHEMA, UTC_MICROS
+from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.binance import to_micros
+from flow_assets.sources.contracts import ContractValues, specs_history
 from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
-from flow_assets.sources.errors import MalformedCsvError, MissingContractValueError
+from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.report import empty_trades
-from flow_assets.symbology import contract_specs, parse_symbol, to_native
+from flow_assets.symbology import parse_symbol, to_native
+
+__all__ = ["ContractValues", "OkxCsv", "contract_values_from_specs", "read_okx_csv"]
 
 EXCHANGE = "okx-perps"
 DEFAULT_URL = "https://static.okx.com"
@@ -60,62 +62,8 @@ def file_url(base: str, native: str, day: date) -> str:
 
 
 def contract_values_from_specs(symbol: str) -> pl.DataFrame:
-    """The contract value history of ``symbol`` from the package's table
-    (:func:`flow_assets.symbology.contract_specs`), as a ``CONTRACT_VALUES_SCHEMA`` frame."""
-    specs = contract_specs(EXCHANGE, symbol)
-    rows = {
-        "valid_from": [s.valid_from for s in specs],
-        "valid_to": [s.valid_to for s in specs],
-        "ct_val": [s.ct_val for s in specs],
-    }
-    return pl.DataFrame(rows, schema=CONTRACT_VALUES_SCHEMA)
-
-
-class ContractValues:
-    """What one contract of an instrument is worth over time: rows ``[valid_from, valid_to)``
-    with ``ct_val`` (base units for linear, USD for inverse); a null ``valid_from`` means since
-    listing, a null ``valid_to`` still valid. The rows must not overlap."""
-
-    def __init__(self, native: str, frame: pl.DataFrame) -> None:
-        if frame.schema != CONTRACT_VALUES_SCHEMA:
-            raise ValueError(
-                f"contract values of {native}: schema {frame.schema}, expected "
-                f"{CONTRACT_VALUES_SCHEMA}"
-            )
-        self.native = native
-        self.rows: list[tuple[datetime | None, datetime | None, float]] = sorted(
-            frame.iter_rows(), key=lambda row: (row[0] is not None, row[0] or datetime.min)
-        )
-        bounds = [(start, end) for start, end, _ in self.rows]
-        empty = [(start, end) for start, end in bounds if start and end and end <= start]
-        overlap = [
-            (end, start)
-            for (_, end), (start, _) in pairwise(bounds)
-            if end is None or start is None or start < end
-        ]
-        if empty or overlap:
-            raise ValueError(f"contract values of {native} are empty or overlap: {self.rows}")
-
-    def expr(self, ts: pl.Expr) -> pl.Expr:
-        """The ``ct_val`` in force at each ``ts`` (null where none is)."""
-        value: pl.Expr = pl.lit(None, dtype=pl.Float64)
-        for start, end, ct_val in reversed(self.rows):
-            inside = pl.lit(True)
-            if start is not None:
-                inside = inside & (ts >= start)
-            if end is not None:
-                inside = inside & (ts < end)
-            value = pl.when(inside).then(pl.lit(ct_val)).otherwise(value)
-        return value
-
-    def check(self, times: pl.Series, values: pl.Series, name: str) -> None:
-        """Raise when a trade at ``times`` has no value in force (a null in ``values``)."""
-        gaps = times.filter(times.is_not_null() & values.is_null())
-        if gaps.len():
-            raise MissingContractValueError(
-                f"{name}: no contract value of {self.native} in force at {gaps[0].isoformat()} "
-                f"({gaps.len()} trades); known values: {self.rows or 'none'}"
-            )
+    """The contract value history of ``symbol`` from the package's table."""
+    return specs_history(EXCHANGE, symbol)
 
 
 def _header_positions(header: str, width: int | None, name: str) -> dict[str, int]:

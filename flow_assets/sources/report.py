@@ -8,23 +8,31 @@ ingestion and, in one batch, by :func:`clean_trades`; counted in the report), in
 * rows outside the requested period are dropped (``rows_dropped["outside_period"]``); for OKX
   this is expected, its UTC+8 day files straddle UTC month edges;
 * a trade id seen more than once keeps its first occurrence in source order, across the whole
-  period (``rows_dropped["duplicate_id"]``);
+  period (``rows_dropped["duplicate_id"]``). Integer ids are the ``trade_id`` column. String ids
+  (a venue with ``trade_ids="string"``, e.g. Bybit's UUID ``trdMatchID``) come as the 128-bit
+  key columns ``KEY_COLUMNS`` beside a ``trade_id`` that is the row's place in its file (file
+  order: see the venue); a repeated key is a duplicate on its trade's UTC day (a duplicate row
+  repeats its time), and a key kept on two different UTC days is an upstream defect that
+  refuses the period (:class:`ArchiveDefectError`, naming the id and the days);
 * rows out of order are sorted by ``(exchange_ts, trade_id)``; ``rows_reordered`` counts the rows
   that were smaller than the one before them in source order.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
-from flow_assets.sources.errors import NotPublishedError
-from flow_assets.sources.idset import SeenIds
+from flow_assets.sources.errors import ArchiveDefectError, NotPublishedError
+from flow_assets.sources.idset import DAY_US, SeenIds, StringIds
 
 
 @dataclass
@@ -114,6 +122,7 @@ def empty_trades() -> pl.DataFrame:
 
 
 MAX_RUNS = 64  # ascending id runs per batch checked run by run (more: hashed)
+KEY_COLUMNS = ("_key_hi", "_key_lo")  # a string id's 128-bit key (high, low halves)
 
 
 class RowPolicies:
@@ -125,12 +134,20 @@ class RowPolicies:
     """
 
     def __init__(
-        self, report: FetchReport, start: datetime | None = None, end: datetime | None = None
+        self,
+        report: FetchReport,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        string_ids: bool = False,
+        workdir: Path | None = None,
     ) -> None:
         self.report = report
         self.start = start
         self.end = end
         self.seen = SeenIds()
+        self.folder = Path(tempfile.mkdtemp(prefix="ids-", dir=workdir)) if string_ids else None
+        self.keys = StringIds(self.folder) if self.folder is not None else None
         self.descents = 0
         self._last: tuple[int, int] | None = None  # (exchange_ts µs, trade_id) of the last kept
 
@@ -151,13 +168,26 @@ class RowPolicies:
             report.drop("outside_period", before - kept.height)
         if kept["trade_id"].null_count():
             raise ValueError("trades without a trade id cannot be deduplicated")
-        keep = self._first_seen(kept)
+        keep = self._first_seen(kept) if self.keys is None else self._first_keys(kept)
         if not keep.all():
             before = kept.height
             kept = kept.filter(pl.Series(keep))
             report.drop("duplicate_id", before - kept.height)
+        kept = kept.drop(KEY_COLUMNS, strict=False)
         self._count_descents(kept)
         return kept
+
+    def _first_keys(self, kept: pl.DataFrame) -> np.ndarray:
+        """True for the rows whose string-id key no earlier row of the same UTC day had."""
+        assert self.keys is not None
+        day = (pl.col("exchange_ts").dt.epoch("us") // DAY_US).alias("_day")
+        keyed = kept.select(day, *KEY_COLUMNS)
+        keep = keyed.select(pl.struct(keyed.columns).is_first_distinct()).to_series().to_numpy()
+        days, hi, lo = (keyed[c].to_numpy() for c in keyed.columns)
+        for value in np.unique(days[keep]):
+            rows = np.flatnonzero(keep & (days == value))
+            keep[rows] = self.keys.add(int(value), hi[rows], lo[rows])
+        return keep
 
     def _first_seen(self, kept: pl.DataFrame) -> np.ndarray:
         """True for the rows whose id no earlier row (this batch or before) had; marks them.
@@ -187,7 +217,19 @@ class RowPolicies:
         self._last = (int(ts[-1]), int(ids[-1]))
 
     def finish(self) -> None:
-        """Count the reordered rows and describe the defects repaired (once, at the end)."""
+        """Count the reordered rows and describe the defects repaired (once, at the end);
+        refuse string ids kept on two different UTC days."""
+        if self.keys is not None:
+            count, examples = self.keys.repeated_across_days()
+            self.close()
+            if count:
+                listed = "; ".join(
+                    f"{key} on {[str(day_of(d)) for d in days]}" for key, days in examples
+                )
+                raise ArchiveDefectError(
+                    f"{self.report.exchange} {self.report.symbol}: {count} trade ids appear on "
+                    f"more than one UTC day with different times, e.g. {listed}"
+                )
         report, descents = self.report, self.descents
         report.rows_reordered += descents
         if descents:
@@ -196,6 +238,17 @@ class RowPolicies:
             report.defects.append(f"{zero} zero-quantity rows; dropped")
         if duplicates := report.rows_dropped.get("duplicate_id"):
             report.defects.append(f"{duplicates} duplicate trade ids; dropped")
+
+    def close(self) -> None:
+        """Remove the string-id keys spilled to disk."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = self.keys = None
+
+
+def day_of(day: int) -> date:
+    """The date of ``day`` days since the epoch."""
+    return date(1970, 1, 1) + timedelta(days=day)
 
 
 def sort_trades(trades: pl.DataFrame) -> pl.DataFrame:
@@ -221,9 +274,12 @@ def clean_trades(
     ``trades`` has the ``TRADE_SCHEMA`` columns; rows with a zero quantity may still be there.
     The same :class:`RowPolicies` the streaming ingestion applies batch by batch, in one batch.
     """
-    policies = RowPolicies(report, start, end)
-    kept = sort_trades(policies.apply(trades))
-    policies.finish()
+    policies = RowPolicies(report, start, end, string_ids=KEY_COLUMNS[0] in trades.columns)
+    try:
+        kept = sort_trades(policies.apply(trades))
+        policies.finish()
+    finally:
+        policies.close()
     if kept.height:
         report.first_trade = kept["exchange_ts"][0]
         report.last_trade = kept["exchange_ts"][-1]

@@ -1,0 +1,80 @@
+"""What a venue is: one description the generic mechanisms take (no I/O here).
+
+A :class:`Venue` names everything particular to one exchange market: its slug, its Atlas
+grammar both ways, its trade archive (:class:`~flow_assets.sources.archive.Exchange`: URLs, daily
+and/or monthly files, zip or gzip, checksum location or none, day offset, CSV parser, trade-id
+kind, whether sizes are contracts), its catalog reader (REST root, environment variable, the
+fetch and, for the local mirror, the venue's own routing and a realistic sample answer) and its
+mirror writer (the venue's exact file layout from normalized trades). The archive loop, the CSV
+streaming, the catalog storage, the Dagster layer, the API and the demo iterate the registry
+(:data:`flow_assets.venues.VENUES`) and never name a venue.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import requests
+
+from flow_assets.sources.archive import Exchange
+from flow_assets.symbology import Instrument
+
+# (path, query) of a catalog request and the document served -> (HTTP status, JSON answer)
+CatalogAnswer = Callable[[str, dict[str, list[str]], Any], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class CatalogReader:
+    """How a venue lists its instruments: REST root (``url_env``, else ``default_url``),
+    ``fetch(base, session)`` giving a catalog frame, and for the local mirror ``answer`` (the
+    venue's routing, parameters and pagination over a served document) and ``sample`` (a
+    realistic answer document)."""
+
+    default_url: str
+    url_env: str
+    fetch: Callable[[str, requests.Session], pl.DataFrame]
+    answer: CatalogAnswer
+    sample: Callable[[], Any]
+
+    def base_url(self, value: str | None = None) -> str:
+        """The REST root: ``value``, else the environment variable, else the public one."""
+        return (value or os.environ.get(self.url_env) or self.default_url).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Venue:
+    """One venue: its slug ``name`` and everything particular to it.
+
+    ``to_native`` / ``from_native`` are the Atlas grammar (None: not of this venue's grammar),
+    ``grammar_help`` says what is supported; ``ids_case_insensitive``: native ids match in any
+    letter case. ``write_archive(trades, root, symbol, **options)`` writes the venue's exact
+    archive files for normalized trades (the mirror, for tests and the demo).
+    """
+
+    name: str
+    to_native: Callable[[Instrument], str | None]
+    from_native: Callable[[str], Instrument | None]
+    grammar_help: str
+    archive: Exchange
+    catalog: CatalogReader
+    write_archive: Callable[..., list[Path]]
+    ids_case_insensitive: bool = False
+
+    @property
+    def slug(self) -> str:
+        """The venue as an asset-key prefix and group name, e.g. ``binance_futures``."""
+        return self.name.replace("-", "_")
+
+    @property
+    def pool(self) -> str:
+        """The Dagster concurrency pool of its archive downloads."""
+        return f"archive_{self.slug}"
+
+    def same_native(self, a: str, b: str) -> bool:
+        """Whether two native ids name the same instrument on this venue."""
+        return a.upper() == b.upper() if self.ids_case_insensitive else a == b
