@@ -232,6 +232,8 @@ class ArchiveServer(LoopbackServer):
                     self._answer(fault.status, b"", headers)
                     return
                 file = (server.root / path.lstrip("/")).resolve()
+                if file.is_dir():  # a folder answers with its index, as static hosts do
+                    file = file / "index.html"
                 if server.root.resolve() not in file.parents or not file.is_file():
                     self._answer(404, b"", {"Content-Length": "0"})
                     return
