@@ -8,7 +8,7 @@ venue is its module, its tests and one line below; everything else iterates :dat
 from __future__ import annotations
 
 from flow_assets.symbology import SymbolError
-from flow_assets.venues import binance_futures, binance_futures_cm, okx_perps
+from flow_assets.venues import binance_futures, binance_futures_cm, bybit_perps, okx_perps
 from flow_assets.venues.base import CatalogReader, Venue
 
 VENUES: dict[str, Venue] = {
@@ -17,6 +17,7 @@ VENUES: dict[str, Venue] = {
         binance_futures.VENUE,
         okx_perps.VENUE,
         binance_futures_cm.VENUE,
+        bybit_perps.VENUE,
     )
 }
 NAMES: tuple[str, ...] = tuple(VENUES)
