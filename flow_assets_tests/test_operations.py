@@ -35,6 +35,7 @@ from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import AlertWebhook, ArchiveSources, FlowStore
 from flow_assets.publish import Staging, flow_file, read_manifest
 from flow_assets.sources.mirror import sample_trades, write_binance
+from flow_assets.venues import NAMES
 
 TODAY = datetime.now(UTC).date()
 LAST = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)  # the last finished month
@@ -233,7 +234,7 @@ def _freshness(defs: dg.Definitions) -> dg.AssetCheckEvaluation:
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     by_check = {e.asset_check_key: e for e in evaluations}  # one per exchange
-    assert set(by_check) == {freshness_check_key(x) for x in ("binance-futures", "okx-perps")}
+    assert set(by_check) == {freshness_check_key(x) for x in NAMES}
     assert by_check[freshness_check_key("okx-perps")].metadata["instruments_checked"].value == 0
     return by_check[freshness_check_key(BTC.exchange)]
 

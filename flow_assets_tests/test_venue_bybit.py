@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -10,15 +11,22 @@ import polars as pl
 import pytest
 import requests
 
+from flow_assets.api.app import create_app
+from flow_assets.api.server import ServerThread
 from flow_assets.catalog.mirror import CatalogServer
-from flow_assets.instruments import InstrumentEntry
+from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, SelectionRule
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.orchestration.resources import FlowStore
+from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources import MalformedCsvError, fetch_month, probe_month
 from flow_assets.sources.csvstream import read_trades
 from flow_assets.sources.mirror import sample_trades, utc
 from flow_assets.sources.report import KEY_COLUMNS, month_bounds
 from flow_assets.symbology import SymbolError, from_native, to_native
+from flow_assets.tracked import resolve_instruments
+from flow_assets.venues import VENUES
+from flow_assets.venues.binance_futures_cm import parse_catalog
+from flow_assets.venues.binance_futures_cm import sample as cm_sample
 from flow_assets.venues.bybit_perps import (
     NAME,
     BybitCsv,
@@ -29,6 +37,7 @@ from flow_assets.venues.bybit_perps import (
     write_archive,
 )
 from flow_assets_tests.archive_fixtures import Mirror
+from flow_assets_tests.test_api import make_keys, settings_for
 from flow_assets_tests.venue_runs import assert_bars_match_reference, published_trades, run_months
 
 LINEAR = "perpetual-BTC-USDT:USDT"
@@ -198,8 +207,6 @@ def test_bybit_and_the_other_venues_side_by_side_through_dagster(
         "binance-futures-cm": INVERSE,
         NAME: LINEAR,
     }
-    from flow_assets.venues import VENUES  # noqa: PLC0415
-
     trades = {}
     for n, (exchange, symbol) in enumerate(symbols.items()):
         trades[exchange] = sample_trades(start, stop, 300, seed=40 + n)
@@ -222,3 +229,49 @@ def test_bybit_and_the_other_venues_side_by_side_through_dagster(
     window = start + timedelta(days=9)
     assert_bars_match_reference(store, NAME, LINEAR, month, trades[NAME], window)
     assert_bars_match_reference(store, NAME, INVERSE, month, inverse, window)
+    _served_by_the_api(store, tmp_path)
+
+
+def _served_by_the_api(store: FlowStore, tmp_path: Path) -> None:
+    """The new venues through the HTTP API: symbols, a month's file, the catalog."""
+    keys = make_keys(str(tmp_path / "keys"))
+    settings = settings_for(store.open().url, str(tmp_path / "keys"))
+    with ServerThread(create_app(settings)) as server:
+        base, headers = f"{server.url}/api/v1", {"X-API-KEY": keys["alice"]}
+
+        def get(path: str, **params: str) -> dict:
+            response = requests.get(base + path, params=params, headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        assert sorted(get("/metadata/symbols", exchange=NAME)["symbols"]) == [INVERSE, LINEAR]
+        cm = get("/metadata/symbols", exchange="binance-futures-cm")
+        assert cm["symbols"] == [INVERSE]
+        month = {"start_date": "2024-03-01", "end_date": "2024-03-31", "timestamp": "exchange"}
+        files = get("/data/flow", exchange=NAME, symbol=INVERSE, interval="1h", **month)
+        [only] = files["files"]
+        body = requests.get(only["url"], timeout=10).content
+        published = read_manifest(store.open(), "flow", NAME, INVERSE, date(2024, 3, 1))
+        expected = store.open().read_parquet(published.key_of(flow_file("exchange", "1h")))
+        assert pl.read_parquet(io.BytesIO(body)).equals(expected)
+        coverage = get("/metadata/catalog")["metrics"][0]["coverage"]
+        venues = {(c["exchange"], c["symbol"]) for c in coverage}
+        assert (NAME, LINEAR) in venues
+        assert ("binance-futures-cm", INVERSE) in venues
+
+
+def test_selection_rules_on_the_new_venues_catalogs() -> None:
+    """``settle``, ``base`` and ``kind`` select from Bybit's and COIN-M's listings."""
+    with CatalogServer({NAME: sample()}) as server, requests.Session() as session:
+        bybit = fetch_catalog(server.url, session)
+    rules = (
+        SelectionRule(NAME, settle=("USDC",)),
+        SelectionRule(NAME, base=("BTC",), kind="inverse"),
+        SelectionRule("binance-futures-cm", base=("BTC", "ETH")),
+    )
+    catalogs = {NAME: bybit, "binance-futures-cm": parse_catalog(cm_sample())}
+    tracked = resolve_instruments(InstrumentsConfig(rules=rules), catalogs).tracked
+    assert sorted(tracked[NAME]) == [
+        "BTC-USD:BTC", "BTC-USDC:USDC", "ETH-USDC:USDC", "SOL-USDC:USDC", "XRP-USDC:USDC",
+    ]  # fmt: skip
+    assert sorted(tracked["binance-futures-cm"]) == ["BTC-USD:BTC", "ETH-USD:ETH"]
