@@ -54,6 +54,8 @@ ARCHIVE_INSTRUMENTS = (
     ("binance-futures", "perpetual-BTC-USDT:USDT"),
     ("binance-futures", "perpetual-ETH-USDT:USDT"),
     ("okx-perps", "perpetual-BTC-USDT:USDT"),
+    ("binance-futures-cm", "perpetual-BTC-USD:BTC"),
+    ("bybit-perps", "perpetual-BTC-USDT:USDT"),
 )
 TARDIS_INSTRUMENT = ("binance-futures", "perpetual-SOL-USDT:USDT")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has it all

@@ -32,6 +32,7 @@ from flow_assets.tracked import (
     resolve_instruments,
     tracked_entries,
 )
+from flow_assets.venues import VENUES
 from flow_assets_tests.runs import failure_text
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -70,6 +71,17 @@ def _okx(ct_val: str) -> dict:
     return okx_instruments([okx_instrument("BTC-USDT-SWAP", ct_val, listed=_at(2019, 12, 10))])
 
 
+def _documents(binance: dict, okx: dict) -> dict:
+    """The catalogs served: these Binance USD-M and OKX answers, every other venue's sample."""
+    samples = {name: v.catalog.sample() for name, v in VENUES.items()}
+    return samples | {"binance-futures": binance, "okx-perps": okx}
+
+
+def _api(server: CatalogServer) -> CatalogApi:
+    """Every venue's metadata API at ``server``."""
+    return CatalogApi(urls=dict.fromkeys(VENUES, server.url))
+
+
 def _keys(instance: dg.DagsterInstance, name: str) -> list[str]:
     return sorted(instance.get_dynamic_partitions(name))
 
@@ -86,8 +98,8 @@ def store(tmp_path) -> FlowStore:
 
 def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    with CatalogServer({"binance-futures": _binance(), "okx-perps": _okx("0.01")}) as server:
-        api = CatalogApi(urls={"binance-futures": server.url, "okx-perps": server.url})
+    with CatalogServer(_documents(_binance(), _okx("0.01"))) as server:
+        api = _api(server)
         defs = build_definitions(CONFIG, {"catalog_api": api, "store": store})
         catalog_job = defs.resolve_job_def("instrument_catalog_job")
         first = catalog_job.execute_in_process(instance=instance)
@@ -294,8 +306,8 @@ def test_an_okx_swap_outside_the_shipped_table_is_converted_with_the_catalogs_va
     write_okx(trades, mirror_root, doge, contract_value_at=lambda ts: 1000.0)
     config = parse_config({"instruments": [{"exchange": "okx-perps", "symbol": doge}]})
     okx = okx_instruments([okx_instrument("DOGE-USDT-SWAP", "1000", listed=_at(2020, 1, 10))])
-    with CatalogServer({"binance-futures": _binance(), "okx-perps": okx}) as server:
-        api = CatalogApi(urls={"binance-futures": server.url, "okx-perps": server.url})
+    with CatalogServer(_documents(_binance(), okx)) as server:
+        api = _api(server)
         archives = ArchiveSources(urls={"okx-perps": archive_server.url})
         defs = build_definitions(config, {"catalog_api": api, "store": store, "archives": archives})
         instance = dg.DagsterInstance.ephemeral()

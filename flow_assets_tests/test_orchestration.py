@@ -36,6 +36,7 @@ from flow_assets.sources.mirror import (
     write_tardis,
 )
 from flow_assets.store import ObjectStore, open_store, summary_key
+from flow_assets.venues import VENUES
 from flow_assets_tests.runs import failure_text
 
 BTC = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1))
@@ -147,7 +148,8 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     per_exchange = {"raw_trades", "instrument_catalog"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
-    exchanges = ("binance_futures", "okx_perps")
+    exchanges = [v.slug for v in VENUES.values()]  # every venue of the registry
+    assert exchanges[:2] == ["binance_futures", "okx_perps"]
     assert keys == {"daily_flow_summary"} | {f"{e}/{n}" for e in exchanges for n in per_exchange}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("okx_perps/raw_trades", "upstream_defects") in checks
@@ -159,8 +161,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     assert graph.get(bars_1d).parent_keys == {assets.raw_trades_key("binance-futures"), bars_1d}
     assert {s.name for s in defs.sensors} >= {"archive_sensor", "instruments_sensor"}
     assert [s.name for s in defs.schedules] == [
-        "binance_futures_running_month",
-        "okx_perps_running_month",
+        *(f"{e}_running_month" for e in exchanges),
         "instrument_catalog_daily",
         "freshness_checks",
     ]

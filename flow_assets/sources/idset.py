@@ -94,20 +94,21 @@ def uuid_text(hi: int, lo: int) -> str:
 
 
 def _lexsort(keys: np.ndarray) -> np.ndarray:
-    """``keys`` (n x 2 uint64: high, low halves) sorted by (high, low)."""
-    return keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+    """``keys`` (2 x n uint64: the high halves, then the low ones) sorted by (high, low); each
+    row stays contiguous, as binary searches want it."""
+    return keys[:, np.lexsort((keys[1], keys[0]))]
 
 
 def _member(run: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """True where (hi, lo) is in ``run`` (sorted n x 2 keys); exact."""
-    left = np.searchsorted(run[:, 0], hi, "left")
-    right = np.searchsorted(run[:, 0], hi, "right")
+    """True where (hi, lo) is in ``run`` (sorted 2 x n keys); exact."""
+    left = np.searchsorted(run[0], hi, "left")
+    right = np.searchsorted(run[0], hi, "right")
     count = right - left
     found = np.zeros(hi.size, dtype=bool)
     one = count == 1
-    found[one] = run[left[one], 1] == lo[one]
+    found[one] = run[1, left[one]] == lo[one]
     for i in np.flatnonzero(count > 1):  # several keys share the high half: rare
-        found[i] = bool((run[left[i] : right[i], 1] == lo[i]).any())
+        found[i] = bool((run[1, left[i] : right[i]] == lo[i]).any())
     return found
 
 
@@ -115,7 +116,7 @@ class _DayKeys:
     """The keys kept on one UTC day, as a few sorted runs."""
 
     def __init__(self, keys: np.ndarray | None = None) -> None:
-        self.runs: list[np.ndarray] = [] if keys is None or not keys.size else [keys]
+        self.runs: list[np.ndarray] = [] if keys is None or not keys.shape[1] else [keys]
 
     def add(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Mark distinct keys; True where a key was new to the day."""
@@ -123,16 +124,16 @@ class _DayKeys:
         for run in self.runs:
             new &= ~_member(run, hi, lo)
         if new.any():
-            self.runs.append(_lexsort(np.column_stack([hi[new], lo[new]])))
+            self.runs.append(_lexsort(np.stack([hi[new], lo[new]])))
         if len(self.runs) > MAX_RUNS_PER_DAY:
             self.runs = [self.merged()]
         return new
 
     def merged(self) -> np.ndarray:
-        """Every key of the day, sorted (n x 2 uint64)."""
+        """Every key of the day, sorted (2 x n uint64)."""
         if not self.runs:
-            return np.empty((0, 2), dtype=np.uint64)
-        return self.runs[0] if len(self.runs) == 1 else _lexsort(np.concatenate(self.runs))
+            return np.empty((2, 0), dtype=np.uint64)
+        return self.runs[0] if len(self.runs) == 1 else _lexsort(np.concatenate(self.runs, axis=1))
 
 
 class StringIds:
@@ -187,15 +188,13 @@ class StringIds:
             low = np.uint64(part) * step
             parts, labels = [], []
             for day, keys in stored.items():
-                first = np.searchsorted(keys[:, 0], low, "left")
-                last = (
-                    len(keys)
-                    if part == PARTITIONS - 1
-                    else np.searchsorted(keys[:, 0], low + step, "left")
-                )
-                parts.append(np.asarray(keys[first:last]))
+                first = np.searchsorted(keys[0], low, "left")
+                last = keys.shape[1]
+                if part < PARTITIONS - 1:
+                    last = np.searchsorted(keys[0], low + step, "left")
+                parts.append(np.asarray(keys[:, first:last]))
                 labels.append(np.full(last - first, day, dtype=np.int64))
-            found = _repeats(np.concatenate(parts), np.concatenate(labels))
+            found = _repeats(np.concatenate(parts, axis=1), np.concatenate(labels))
             count += len(found)
             examples += found[: limit - len(examples)]
         return count, examples
@@ -203,13 +202,13 @@ class StringIds:
 
 def _repeats(keys: np.ndarray, days: np.ndarray) -> list[tuple[str, list[int]]]:
     """The keys present on several days (each day's keys are distinct), with their days."""
-    if keys.shape[0] < 2:
+    if keys.shape[1] < 2:
         return []
-    order = np.lexsort((keys[:, 1], keys[:, 0]))
-    keys, days = keys[order], days[order]
-    same = (keys[1:, 0] == keys[:-1, 0]) & (keys[1:, 1] == keys[:-1, 1])
+    order = np.lexsort((keys[1], keys[0]))
+    keys, days = keys[:, order], days[order]
+    same = (keys[0, 1:] == keys[0, :-1]) & (keys[1, 1:] == keys[1, :-1])
     found: dict[tuple[int, int], list[int]] = {}
     for i in np.flatnonzero(same):
-        key = (int(keys[i, 0]), int(keys[i, 1]))
+        key = (int(keys[0, i]), int(keys[1, i]))
         found.setdefault(key, [int(days[i])]).append(int(days[i + 1]))
     return [(uuid_text(*key), sorted(set(d))) for key, d in found.items()]
