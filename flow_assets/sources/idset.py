@@ -93,14 +93,15 @@ def uuid_text(hi: int, lo: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _lexsort(keys: np.ndarray) -> np.ndarray:
-    """``keys`` (2 x n uint64: the high halves, then the low ones) sorted by (high, low); each
-    row stays contiguous, as binary searches want it."""
-    return keys[:, np.lexsort((keys[1], keys[0]))]
+def _sorted(keys: np.ndarray) -> np.ndarray:
+    """``keys`` (2 x n uint64: the high halves, then the low ones) ordered by their high half;
+    each row stays contiguous, as binary searches want it."""
+    return keys[:, np.argsort(keys[0], kind="stable")]
 
 
 def _member(run: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """True where (hi, lo) is in ``run`` (sorted 2 x n keys); exact."""
+    """True where (hi, lo) is in ``run`` (2 x n keys ordered by high half); exact: the keys
+    sharing a high half are all compared."""
     left = np.searchsorted(run[0], hi, "left")
     right = np.searchsorted(run[0], hi, "right")
     count = right - left
@@ -113,7 +114,7 @@ def _member(run: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 class _DayKeys:
-    """The keys kept on one UTC day, as a few sorted runs."""
+    """The keys kept on one UTC day, as a few runs ordered by high half."""
 
     def __init__(self, keys: np.ndarray | None = None) -> None:
         self.runs: list[np.ndarray] = [] if keys is None or not keys.shape[1] else [keys]
@@ -124,16 +125,20 @@ class _DayKeys:
         for run in self.runs:
             new &= ~_member(run, hi, lo)
         if new.any():
-            self.runs.append(_lexsort(np.stack([hi[new], lo[new]])))
+            self.runs.append(_sorted(np.stack([hi[new], lo[new]])))
         if len(self.runs) > MAX_RUNS_PER_DAY:
             self.runs = [self.merged()]
         return new
 
     def merged(self) -> np.ndarray:
-        """Every key of the day, sorted (2 x n uint64)."""
+        """Every key of the day, ordered by high half (2 x n uint64)."""
         if not self.runs:
             return np.empty((2, 0), dtype=np.uint64)
-        return self.runs[0] if len(self.runs) == 1 else _lexsort(np.concatenate(self.runs, axis=1))
+        return self.runs[0] if len(self.runs) == 1 else _sorted(np.concatenate(self.runs, axis=1))
+
+
+# The first high half of each slice of the key space the month-wide check reads at a time.
+_SLICE_STARTS = np.arange(PARTITIONS, dtype=np.uint64) * np.uint64((1 << 64) // PARTITIONS)
 
 
 class StringIds:
@@ -141,18 +146,19 @@ class StringIds:
 
     Keys are kept per UTC day of their trade: a duplicate row repeats its trade's time, so the
     day's set decides it exactly. At most ``MAX_DAYS_IN_MEMORY`` days are in memory (16 bytes a
-    key: a 5M-trade day is 80 MB); the others wait sorted on disk in ``folder`` and come back
-    when a row of theirs arrives. :meth:`repeated_across_days` then reads the days from disk a
-    slice of the key space at a time and finds ids kept on two different days.
+    key); the others wait on disk in ``folder`` (high halves, then low halves, ordered) and come
+    back when a row of theirs arrives. :meth:`repeated_across_days` then reads from every day
+    one slice of the key space at a time (``PARTITIONS`` slices, plain reads, no mapping) and
+    finds ids kept on two different days.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.days: dict[int, _DayKeys] = {}  # in memory, least recently used first
-        self.on_disk: set[int] = set()
+        self.slices: dict[int, np.ndarray] = {}  # on disk: where each slice starts, and n
 
     def _path(self, day: int) -> Path:
-        return self.folder / f"{day}.npy"
+        return self.folder / f"{day}.keys"
 
     def _day(self, day: int) -> _DayKeys:
         if day in self.days:
@@ -160,40 +166,46 @@ class StringIds:
             return self.days[day]
         while len(self.days) >= MAX_DAYS_IN_MEMORY:
             self._save(next(iter(self.days)))
-        keys = np.load(self._path(day)) if day in self.on_disk else None
+        keys = None
+        if day in self.slices:
+            keys = np.fromfile(self._path(day), dtype=np.uint64).reshape(2, -1)
         self.days[day] = _DayKeys(keys)
         return self.days[day]
 
     def _save(self, day: int) -> None:
-        np.save(self._path(day), self.days.pop(day).merged())
-        self.on_disk.add(day)
+        keys = self.days.pop(day).merged()
+        keys.tofile(self._path(day))
+        starts = np.searchsorted(keys[0], _SLICE_STARTS, "left")
+        self.slices[day] = np.r_[starts, keys.shape[1]]
 
     def add(self, day: int, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Mark the distinct keys (hi, lo) of trades of ``day`` (days since the epoch); True
         where a key had not been kept on that day before."""
         return self._day(day).add(hi.astype(np.uint64), lo.astype(np.uint64))
 
+    def _read(self, day: int, part: int) -> np.ndarray:
+        """Slice ``part`` of the keys of ``day`` from disk (2 x k)."""
+        bounds = self.slices[day]
+        first, last, size = int(bounds[part]), int(bounds[part + 1]), int(bounds[-1])
+        path, count = self._path(day), last - first
+        hi = np.fromfile(path, dtype=np.uint64, count=count, offset=8 * first)
+        lo = np.fromfile(path, dtype=np.uint64, count=count, offset=8 * (size + first))
+        return np.stack([hi, lo])
+
     def repeated_across_days(self, limit: int = 5) -> tuple[int, list[tuple[str, list[int]]]]:
         """How many keys were kept on more than one day, and up to ``limit`` of them with
         their days."""
         for day in list(self.days):
             self._save(day)
-        days = sorted(self.on_disk)
+        days = sorted(self.slices)
         if len(days) < 2:
             return 0, []
-        stored = {day: np.load(self._path(day), mmap_mode="r") for day in days}
         count, examples = 0, []
-        step = np.uint64((1 << 64) // PARTITIONS)
         for part in range(PARTITIONS):
-            low = np.uint64(part) * step
-            parts, labels = [], []
-            for day, keys in stored.items():
-                first = np.searchsorted(keys[0], low, "left")
-                last = keys.shape[1]
-                if part < PARTITIONS - 1:
-                    last = np.searchsorted(keys[0], low + step, "left")
-                parts.append(np.asarray(keys[:, first:last]))
-                labels.append(np.full(last - first, day, dtype=np.int64))
+            parts = [self._read(day, part) for day in days]
+            labels = [
+                np.full(p.shape[1], d, dtype=np.int64) for p, d in zip(parts, days, strict=True)
+            ]
             found = _repeats(np.concatenate(parts, axis=1), np.concatenate(labels))
             count += len(found)
             examples += found[: limit - len(examples)]
