@@ -42,6 +42,7 @@ from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources import DownloadError
 from flow_assets.store import ObjectStore, summary_key
 from flow_assets.tracked import tracked_entries
+from flow_assets.venues import venue
 
 SUMMARY = dg.AssetKey("daily_flow_summary")
 DOWNLOAD_RETRIES = 3  # a month whose archive host keeps failing is retried this often, later
@@ -66,7 +67,7 @@ def flow_asset_key(exchange: str, interval: str) -> dg.AssetKey:
 
 def archive_pool(exchange: str) -> str:
     """The concurrency pool of an exchange's archive downloads (limit: ``dagster.yaml``)."""
-    return f"archive_{exchange_slug(exchange)}"
+    return venue(exchange).pool
 
 
 def _schema_metadata(
