@@ -151,7 +151,8 @@ def _flow_selection() -> tuple[list[dg.AssetKey], dg.MultiPartitionsDefinition]:
     defs = importlib.reload(module).defs
     graph = defs.resolve_asset_graph()
     raw_trades = {k for k in graph.get_all_asset_keys() if k.path[-1] == "raw_trades"}
-    (raw,) = [k for k in raw_trades if ENTRIES[0].exchange in str(graph.get(k).description)]
+    venue = f" {ENTRIES[0].exchange} instrument-month"  # not binance-futures-cm's
+    (raw,) = [k for k in raw_trades if venue in str(graph.get(k).description)]
     keys = sorted(
         key
         for key in graph.get_all_asset_keys()
