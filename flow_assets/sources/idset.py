@@ -101,15 +101,17 @@ def _sorted(keys: np.ndarray) -> np.ndarray:
 
 def _member(run: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """True where (hi, lo) is in ``run`` (2 x n keys ordered by high half); exact: the keys
-    sharing a high half are all compared."""
-    left = np.searchsorted(run[0], hi, "left")
-    right = np.searchsorted(run[0], hi, "right")
-    count = right - left
-    found = np.zeros(hi.size, dtype=bool)
-    one = count == 1
-    found[one] = run[1, left[one]] == lo[one]
-    for i in np.flatnonzero(count > 1):  # several keys share the high half: rare
-        found[i] = bool((run[1, left[i] : right[i]] == lo[i]).any())
+    sharing a high half are all compared. ``hi`` in ascending order searches fastest."""
+    n = run.shape[1]
+    at = np.minimum(np.searchsorted(run[0], hi), n - 1)
+    same = run[0, at] == hi
+    found = same & (run[1, at] == lo)
+    shared = same & ~found & (at + 1 < n)
+    shared[shared] = run[0, at[shared] + 1] == hi[shared]
+    for i in np.flatnonzero(shared):  # several keys share the high half: rare
+        j = int(at[i])
+        stop = int(np.searchsorted(run[0], hi[i], "right"))
+        found[i] = bool((run[1, j:stop] == lo[i]).any())
     return found
 
 
@@ -121,14 +123,18 @@ class _DayKeys:
 
     def add(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Mark distinct keys; True where a key was new to the day."""
+        order = np.argsort(hi, kind="stable")
+        keys = np.stack([hi[order], lo[order]])
         new = np.ones(hi.size, dtype=bool)
         for run in self.runs:
-            new &= ~_member(run, hi, lo)
+            new &= ~_member(run, keys[0], keys[1])
         if new.any():
-            self.runs.append(_sorted(np.stack([hi[new], lo[new]])))
+            self.runs.append(keys[:, new])  # still ordered by high half
         if len(self.runs) > MAX_RUNS_PER_DAY:
             self.runs = [self.merged()]
-        return new
+        kept = np.empty(hi.size, dtype=bool)
+        kept[order] = new
+        return kept
 
     def merged(self) -> np.ndarray:
         """Every key of the day, ordered by high half (2 x n uint64)."""
