@@ -78,6 +78,20 @@ def test_parser_uses_ten_usd_contracts_and_the_history_given(tmp_path: Path) -> 
         pl.concat(list(read_trades(path, CoinMCsv(BTC, contract_values=history))))
 
 
+def test_parser_reads_the_trades_header_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    trades = "id,price,qty,base_qty,time,is_buyer_maker\n7,40000.0,2,0.005,1704153600000,true\n"
+    path = _csv(tmp_path, trades)
+    frame = pl.concat(list(read_trades(path, CoinMCsv(BTC, "trades"))))
+    assert frame.select("trade_id", "notional", "is_taker_buy").row(0) == (7, 200.0, False)
+    path = _csv(
+        tmp_path, HEADER.replace("quantity", "qty") + "\n1,2000.0,4,1,1,1704153600000,false\n"
+    )
+    with pytest.raises(
+        MalformedCsvError, match=r"aggTrades-2024-01-02\.csv.*unknown COIN-M header"
+    ):
+        _read(path)
+
+
 def test_parser_refuses_an_unknown_width_naming_the_file(tmp_path: Path) -> None:
     path = _csv(tmp_path, "1,2000.0,4,1,1\n")
     with pytest.raises(MalformedCsvError, match=r"BTCUSD_PERP-aggTrades-2024-01-02\.csv"):
@@ -121,13 +135,16 @@ def test_catalog_from_the_dapi_exchange_info() -> None:
     assert "ETHUSD_270326" not in frame["native"].to_list()
 
 
-def test_a_month_of_daily_files_only(mirror: Mirror) -> None:
+@pytest.mark.parametrize("dataset", ["aggTrades", "trades"])
+def test_a_month_of_daily_files_only(mirror: Mirror, dataset: str) -> None:
     """No monthly file: a finished month reads its daily files, checksums verified."""
     start, stop = month_bounds(date(2024, 2, 1))
     trades = _contracts(sample_trades(start, stop, 300, seed=5))
-    write_archive(trades, mirror.root, ETH)
+    write_archive(trades, mirror.root, ETH, dataset=dataset)
     assert not list(mirror.root.glob("data/futures/cm/monthly/**/*.zip"))
-    got = fetch_month(NAME, ETH, date(2024, 2, 1), base_url=mirror.url, session=mirror.session)
+    got = fetch_month(
+        NAME, ETH, date(2024, 2, 1), base_url=mirror.url, session=mirror.session, dataset=dataset
+    )
     assert got.report.complete
     assert all(f.checksum_verified for f in got.report.files)
     assert len(got.report.files) == 29

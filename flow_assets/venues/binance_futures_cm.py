@@ -49,6 +49,7 @@ from flow_assets.sources.binance import (
 )
 from flow_assets.sources.contracts import ContractValues, specs_history
 from flow_assets.sources.csvstream import field
+from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.mirror import binance_csv, write_checksum, write_zip
 from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
@@ -60,6 +61,11 @@ API_URL = "https://dapi.binance.com"
 API_ENV = "FLOW_ASSETS_BINANCE_CM_API_URL"
 API_PATH = "/dapi/v1/exchangeInfo"
 _NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)USD_PERP$")
+HEADERS = {
+    "aggTrades": ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id",
+                  "transact_time", "is_buyer_maker"),
+    "trades": ("id", "price", "qty", "base_qty", "time", "is_buyer_maker"),
+}  # fmt: skip
 _NO_DELIVERY = EPOCH + timedelta(milliseconds=BINANCE_NO_DELIVERY_MS)
 HELP = (
     f"{NAME} supports inverse perpetuals 'perpetual-<BASE>-USD:<BASE>' <-> '<BASE>USD_PERP' "
@@ -105,13 +111,21 @@ class CoinMCsv(BinanceCsv):
         self, symbol: str, dataset: str = "aggTrades", contract_values: pl.DataFrame | None = None
     ) -> None:
         super().__init__(dataset)
+        self.dataset = dataset
         native = symbology.to_native(NAME, symbol)
         values = specs_history(NAME, symbol) if contract_values is None else contract_values
         self.values = ContractValues(native, values)
         self.name = native
 
     def start(self, header: str | None, first_row: str, name: str) -> None:
+        """Refuse a header that is not the dataset's (naming the file)."""
         self.name = name
+        names = [h.strip().lstrip("\ufeff") for h in (header or "").split(",")]
+        if header is not None and names != list(HEADERS[self.dataset]):
+            expected = ",".join(HEADERS[self.dataset])
+            raise MalformedCsvError(
+                name, 1, f"unknown COIN-M header {header!r}; expected {expected}"
+            )
 
     def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
         id_col, price_col, qty_col, time_col, maker_col = self.fields
@@ -167,8 +181,9 @@ def write_archive(
     quantities are ``notional / contract size`` (the seed table's size in force)."""
     native = symbology.to_native(NAME, symbol)
     values = ContractValues(native, specs_history(NAME, symbol))
-    contracts = trades.with_columns(
-        base_qty=(pl.col("notional") / values.expr(pl.col("exchange_ts"))).round(6)
+    contracts = trades.with_columns(  # quantity: contracts; trades' 4th column: base_qty
+        base_qty=(pl.col("notional") / values.expr(pl.col("exchange_ts"))).round(6),
+        notional=pl.col("base_qty"),
     )
     written: list[Path] = []
     groups = [("monthly", "%Y-%m")] * monthly + [("daily", "%Y-%m-%d")] * daily
@@ -178,6 +193,7 @@ def write_archive(
             name = f"{native}-{dataset}-{period}"
             folder = root / "data/futures/cm" / frequency / dataset / native
             data = binance_csv(part.drop("_period"), dataset, header=header, micros=False)
+            data = data.replace(b"quote_qty", b"base_qty", 1)  # COIN-M names it so
             path = write_zip(folder / f"{name}.zip", f"{name}.csv", data)
             written += [path, write_checksum(path)]
     return written
