@@ -158,18 +158,18 @@ def run_backfill(
     ``summary_job`` over the months. Returns every run, with its status."""
     done: set[str] = set()
     jobs = _partitions(entries, months)
+    flow_tags = {**tags, "flow_assets/step": "flow"}
     for job, keys in jobs.items():
-        backfill = launch_job_backfill(dev, job, keys, RUN_CONFIG, tags)
+        backfill = launch_job_backfill(dev, job, keys, RUN_CONFIG, flow_tags)
         print(f"  backfill {backfill}: {job}, {len(keys)} instrument-months", flush=True)
     total = sum(len(keys) for keys in jobs.values())
-    flow = wait_runs(dev, tags, total, RUN_TIMEOUT, _printer(done))
+    flow = wait_runs(dev, flow_tags, total, RUN_TIMEOUT, _printer(done))
     summary_tags = {**tags, "flow_assets/step": "summary"}
     backfill = launch_job_backfill(
         dev, "summary_job", [m.isoformat() for m in months], RUN_CONFIG, summary_tags
     )
     print(f"  backfill {backfill}: summary_job, {len(months)} months", flush=True)
-    summary = wait_runs(dev, summary_tags, len(months), RUN_TIMEOUT, _printer(done))
-    return [r for r in flow if r["runId"] not in {s["runId"] for s in summary}] + summary
+    return flow + wait_runs(dev, summary_tags, len(months), RUN_TIMEOUT, _printer(done))
 
 
 def report(store: ObjectStore, runs: list[dict], instruments: Path, dev: DagsterDev) -> None:
@@ -208,8 +208,11 @@ def report(store: ObjectStore, runs: list[dict], instruments: Path, dev: Dagster
     )
 
 
-def _materialize(dev: DagsterDev, config: InstrumentsConfig, tags: dict) -> list[dict]:
-    """The catalogs (one run), the instrument partitions, then the backfills."""
+def materialize(
+    dev: DagsterDev, config: InstrumentsConfig, months: tuple[date, ...], tags: dict
+) -> list[dict]:
+    """Through ``dev``: the catalogs (one run), the instrument partitions, then the backfills
+    of every instrument over ``months``. Returns every run with its status."""
     print("4/5 materializing the instrument catalogs (every listed perpetual)", flush=True)
     catalog_tags = {**tags, "flow_assets/step": "catalog"}
     launch_run(dev, "instrument_catalog_job", RUN_CONFIG, catalog_tags)
@@ -223,11 +226,11 @@ def _materialize(dev: DagsterDev, config: InstrumentsConfig, tags: dict) -> list
         run_instruments_sensor(defs, instance)
     entries = list(config.entries)
     print(
-        f"5/5 backfilling {len(entries)} instruments x {len(MONTHS)} months "
+        f"5/5 backfilling {len(entries)} instruments x {len(months)} months "
         "(runs queued by the daemon, 2 at a time)",
         flush=True,
     )
-    return runs + run_backfill(dev, entries, MONTHS, tags)
+    return runs + run_backfill(dev, entries, months, tags)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         log = DEMO_DIR / "dagster-dev.log"
         with DagsterDev(REPO / "workspace.yaml", os.environ, log, port) as dev:
             print(f"3/5 dagster dev (webserver and daemon) on {dev.url}, its output in {log}")
-            runs = _materialize(dev, load_config(instruments), tags)
+            runs = materialize(dev, load_config(instruments), MONTHS, tags)
             report(store, runs, instruments, dev)
             if args.dev:
                 print(f"\nServing {dev.url} with the mirror; Ctrl-C stops it.", flush=True)
