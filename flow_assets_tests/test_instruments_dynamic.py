@@ -92,7 +92,16 @@ def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
         catalog_job = defs.resolve_job_def("instrument_catalog_job")
         first = catalog_job.execute_in_process(instance=instance)
         assert first.success
-        assert _metadata(first, "binance_futures")["instruments_listed"] == 5
+        snapshot = _metadata(first, "binance_futures")
+        assert snapshot["instruments_listed"] == 5
+        # The first snapshot compares with nothing: no list of "delistings" beside it.
+        assert snapshot["first_snapshot"] is True
+        assert "delistings" not in snapshot
+        assert snapshot["changes_since_previous_snapshot"].startswith("none: first snapshot")
+        columns = snapshot["dagster/column_schema"].columns
+        assert [c.name for c in columns][:3] == ["exchange", "native", "symbol"]
+        assert all(c.description for c in columns)
+        assert "| BTCUSDT | perpetual-BTC-USDT:USDT | linear |" in snapshot["preview"]
         assert run_instruments_sensor(defs, instance).dynamic_partitions_requests
         assert _keys(instance, "binance_futures_instruments") == [
             "BTC-USDT:USDT",
@@ -112,6 +121,7 @@ def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
         second = catalog_job.execute_in_process(instance=instance)
         assert second.success
         binance = _metadata(second, "binance_futures")
+        assert binance["first_snapshot"] is False
         assert binance["new_listings"] == ["SOLUSDT"]
         assert binance["delistings"] == ["ETHUSDT", "XRPUSDT"]
         assert binance["contract_value_changes"] == []

@@ -30,7 +30,9 @@ from flow_assets.catalog import (
     load_catalog,
     update_catalog,
 )
+from flow_assets.catalog.model import INSTRUMENT_DESCRIPTIONS, INSTRUMENT_SCHEMA
 from flow_assets.instruments import InstrumentsConfig, load_config
+from flow_assets.orchestration.assets import _markdown_table, _schema_metadata
 from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
 from flow_assets.orchestration.resources import FlowStore
 from flow_assets.store import MissingObjectError, ObjectStore
@@ -45,6 +47,7 @@ from flow_assets.tracked import (
 CATALOG_GROUP = "catalog"
 CATALOG_JOB = "instrument_catalog_job"
 SYNC_INTERVAL_SECONDS = 300
+PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed", "delisted"]
 
 
 class CatalogApi(dg.ConfigurableResource):
@@ -87,8 +90,36 @@ def catalog_changes(previous: pl.DataFrame | None, current: pl.DataFrame) -> dic
     }
 
 
+def _changes_metadata(
+    previous: pl.DataFrame | None, instruments: pl.DataFrame
+) -> dict[str, dg.MetadataValue]:
+    """What changed since the previous snapshot; on the first one, that there is none to
+    compare with (its delisted rows were already delisted, not delisted since)."""
+    if previous is None:
+        delisted = instruments.filter(pl.col("delisted").is_not_null()).height
+        return {
+            "first_snapshot": dg.MetadataValue.bool(True),
+            "changes_since_previous_snapshot": dg.MetadataValue.text(
+                f"none: first snapshot, nothing to compare with ({instruments.height} rows, "
+                f"{delisted} of them already delisted)"
+            ),
+        }
+    changes = catalog_changes(previous, instruments)
+    return {
+        "first_snapshot": dg.MetadataValue.bool(False),
+        **{name: dg.MetadataValue.json(names) for name, names in changes.items()},
+    }
+
+
+def _catalog_preview(instruments: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    shown = instruments.sort("native").head(rows)
+    caption = f"The first {shown.height} of {instruments.height} rows, by native id."
+    return _markdown_table(shown.select(PREVIEW_COLUMNS), caption)
+
+
 def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
     """``{slug}/instrument_catalog``: the exchange's listing and contract values, merged daily."""
+    schema = _schema_metadata(INSTRUMENT_SCHEMA, INSTRUMENT_DESCRIPTIONS)
 
     @dg.asset(
         key=catalog_asset_key(exchange),
@@ -98,6 +129,7 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
         "base/quote/settle, contract value, listing and delisting times), with the history of "
         "contract values beside it, merged from the exchange's public metadata. Runs computing "
         "bars read this stored catalog; only this asset calls the exchange's REST API.",
+        metadata={"dagster/column_schema": schema},
     )
     def instrument_catalog(catalog_api: CatalogApi, store: FlowStore) -> dg.MaterializeResult:
         objects = store.open()
@@ -107,17 +139,17 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
             previous = None
         snapshot = catalog_api.fetch(exchange)
         merged: Catalog = update_catalog(objects, exchange, snapshot, datetime.now(UTC))
-        changes = catalog_changes(previous, merged.instruments)
         listed = merged.instruments.filter(pl.col("delisted").is_null()).height
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": merged.instruments.height,
+                "dagster/column_schema": schema,
                 "instruments_listed": listed,
-                "first_snapshot": previous is None,
-                **{name: dg.MetadataValue.json(names) for name, names in changes.items()},
+                **_changes_metadata(previous, merged.instruments),
                 "stored_keys": dg.MetadataValue.json(
                     [objects.uri(k(exchange)) for k in (instruments_key, contract_values_key)]
                 ),
+                "preview": _catalog_preview(merged.instruments),
             }
         )
 
