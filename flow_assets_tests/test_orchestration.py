@@ -181,6 +181,9 @@ def test_the_catalog_documents_every_column_and_limits_each_archive_host(
         assert raw.op.pool == f"archive_{exchange.replace('-', '_')}"
     toxicity = next(c for c in columns if c.name == "flow_toxicity_score")
     assert "W=60, k=5" in toxicity.description
+    automation = defs.resolve_sensor_def("summary_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING  # eager, as documented
+    assert "latest month" in automation.description
     catalog = dg.AssetKey(["binance_futures", "instrument_catalog"])
     for key, width in ((assets.SUMMARY, 9), (catalog, 12)):
         columns = graph.get(key).metadata["dagster/column_schema"].columns
