@@ -6,7 +6,9 @@
 * ``instruments_sensor``: resolves the instruments file (explicit entries and selection rules)
   against the stored catalogs, stores the tracked instruments of each exchange
   (:mod:`flow_assets.tracked`) and keeps the dynamic instrument dimensions in sync (adds new
-  keys, deletes keys no longer tracked; refused keys are logged, never added).
+  keys, deletes keys no longer tracked; refused keys are logged, never added). A key created
+  by hand (the UI's "+ Add a partition": Dagster does not validate dynamic keys) is deleted on
+  the next tick, with a warning naming it; a run of it meanwhile fails as "not tracked".
 
 :func:`sync_instruments` is that step as a plain function; :func:`register_instruments` applies
 it to an instance directly (the demo and the tests).
@@ -15,7 +17,7 @@ it to an instance directly (the demo and the tests).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +49,11 @@ from flow_assets.tracked import (
 CATALOG_GROUP = "catalog"
 CATALOG_JOB = "instrument_catalog_job"
 SYNC_INTERVAL_SECONDS = 300
+FOREIGN_KEYS = (
+    "removed {exchange} instrument keys that no instruments file tracks (created by hand, e.g. "
+    "with the UI's '+ Add a partition': Dagster does not validate dynamic keys; add the "
+    "instrument to the instruments file instead)"
+)
 PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed", "delisted"]
 
 
@@ -179,12 +186,15 @@ def build_catalog_automation(
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    """One sync: the partition requests, what is tracked per exchange, what was refused."""
+    """One sync: the partition requests, what is tracked per exchange, what was refused, and
+    the keys removed that no sync ever added (``foreign``: created by hand, e.g. with the
+    UI's "+ Add a partition", which Dagster does not validate)."""
 
     requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]
     tracked: dict[str, list[str]]
     refused: list[str]
     stored: list[str]
+    foreign: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _stored_listing(store: ObjectStore, exchange: str) -> pl.DataFrame | None:
@@ -211,13 +221,13 @@ def sync_instruments(
     catalogs = {p.exchange: _stored_listing(store, p.exchange) for p in exchanges}
     resolution = resolve_instruments(config, catalogs, partitions.months_start)
     requests: list[Any] = []
-    tracked, stored = {}, []
+    tracked, stored, foreign = {}, [], {}
     for p in exchanges:
         chosen = dict(resolution.tracked.get(p.exchange, {}))
         current = list(current_keys(p.instruments_name))
+        before = {instrument_key(e.symbol): e for e in tracked_entries(store, p.exchange)}
         if p.exchange in resolution.incomplete:  # keep what was tracked before
-            kept = {instrument_key(e.symbol): e for e in tracked_entries(store, p.exchange)}
-            chosen = dict(sorted({**kept, **chosen}.items()))
+            chosen = dict(sorted({**before, **chosen}.items()))
         if save_tracked(store, p.exchange, chosen.values()):
             stored.append(store.uri(tracked_key(p.exchange)))
         tracked[p.exchange] = list(chosen)
@@ -227,7 +237,8 @@ def sync_instruments(
         gone = [k for k in current if k not in chosen]
         if gone and p.exchange not in resolution.incomplete:
             requests.append(dg.DeleteDynamicPartitionsRequest(p.instruments_name, gone))
-    return SyncOutcome(requests, tracked, resolution.refused, stored)
+            foreign[p.exchange] = [k for k in gone if k not in before]
+    return SyncOutcome(requests, tracked, resolution.refused, stored, foreign)
 
 
 def apply_requests(instance: dg.DagsterInstance, requests: Sequence[Any]) -> None:
@@ -275,7 +286,8 @@ def build_instruments_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Resolves the instruments file (entries and selection rules) against the "
         "stored catalogs, stores the tracked instruments and their months, and adds/deletes "
-        "the instrument partitions accordingly. Reads the store only.",
+        "the instrument partitions accordingly; a key created by hand ('+ Add a partition') "
+        "is deleted, with a warning in the tick's log. Reads the store only.",
     )
     def instruments_sensor(
         context: dg.SensorEvaluationContext, store: FlowStore, instruments: InstrumentsFile
@@ -286,6 +298,9 @@ def build_instruments_sensor(
         )
         for message in outcome.refused:
             context.log.warning(f"refused: {message}")
+        for exchange, keys in outcome.foreign.items():
+            if keys:
+                context.log.warning(f"{FOREIGN_KEYS.format(exchange=exchange)}: {keys}")
         for request in outcome.requests:
             verb = "add" if isinstance(request, dg.AddDynamicPartitionsRequest) else "delete"
             context.log.info(f"{verb} {request.partitions_def_name}: {request.partition_keys}")
