@@ -163,6 +163,16 @@ def test_the_demo_runs_are_where_a_person_looks(demo_ui: DemoUi, page: Page) -> 
     expect(page.get_by_text("Succeeded").first).to_be_visible()
     _shot(page, "5-flow-bars-checks")
 
+    _open(page, f"{url}/assets/okx_perps/instrument_catalog")
+    expect(page.get_by_text("ct_val_ccy", exact=True).first).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Currency of ct_val.").first).to_be_visible()
+    _shot(page, "6-catalog-columns")
+
+    _open(page, f"{url}/assets/daily_flow_summary")
+    expect(page.get_by_text("net_taker_notional", exact=True).first).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("net taker flow", exact=False).first).to_be_visible()
+    _shot(page, "7-summary-columns")
+
 
 def test_the_api_docs_render_with_no_request_leaving_the_machine(
     demo_ui: DemoUi, page: Page, tmp_path: Path
@@ -181,7 +191,7 @@ def test_the_api_docs_render_with_no_request_leaving_the_machine(
         expect(page.get_by_text("flow-assets API").first).to_be_visible(timeout=WAIT_MS)
         for path in ("/api/v1/data/{metric}", "/api/v1/metadata/catalog"):
             expect(page.get_by_text(path, exact=True).first).to_be_visible()
-        _shot(page, "6-api-docs")
+        _shot(page, "8-api-docs")
     hosts = {urlsplit(url).hostname for url in requested}
     assert hosts == {"127.0.0.1"}, requested
     assert any(url.endswith("/docs-assets/swagger-ui-bundle.js") for url in requested), requested
