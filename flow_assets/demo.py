@@ -201,7 +201,7 @@ def report(store: ObjectStore, runs: list[dict], instruments: Path, dev: Dagster
     print("\n" + api_howto(exchange, symbol, start, end))
     env = f"DAGSTER_HOME={DAGSTER_HOME} FLOW_ASSETS_INSTRUMENTS={instruments}"
     print(
-        f"\nThe runs, the backfills (Overview -> Backfills), the materializations and checks "
+        f"\nThe runs, the backfills (Runs -> Backfills), the materializations and checks "
         f"were in {dev.url} while the demo ran. Browse them again:\n"
         f"  {env} .venv/bin/dagster dev      # http://127.0.0.1:3000, Ctrl-C stops it\n"
         "(or `bash scripts/demo.sh --dev` to keep the mirror and the catalog served for new runs)"
