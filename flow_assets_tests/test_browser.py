@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -89,6 +90,20 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUi]:
             tags = {"flow_assets/backfill": "browser-test"}
             runs = materialize(dev, load_config(instruments), (MONTH,), tags)
             yield DemoUi(dev, runs, root / "store")
+    assert dev.process is not None
+    assert not _group_alive(dev.process.pid), "dagster dev left processes behind"
+
+
+def _group_alive(pgid: int, wait: float = 10.0) -> bool:
+    """Whether any process of group ``pgid`` is still there after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 @pytest.fixture(scope="module")
