@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import sys
 import warnings
 from datetime import UTC, date, datetime, timedelta
@@ -224,6 +225,7 @@ def materialize(
     defs = build_definitions(config, default_resources())
     with dg.DagsterInstance.get() as instance:
         run_instruments_sensor(defs, instance)
+    _exit_on_sigterm()  # Dagster's in-process evaluation remaps SIGTERM (_utils/interrupts.py)
     entries = list(config.entries)
     print(
         f"5/5 backfilling {len(entries)} instruments x {len(months)} months "
@@ -233,6 +235,11 @@ def materialize(
     return runs + run_backfill(dev, entries, months, tags)
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so `dagster dev` (its own process group) is stopped too."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades-per-month", type=int, default=20_000)
@@ -240,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    _exit_on_sigterm()
 
     DAGSTER_HOME.mkdir(exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", DAGSTER_HOME / "dagster.yaml")

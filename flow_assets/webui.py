@@ -14,8 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class DagsterDev:
     def start(self, timeout: float = 180.0) -> DagsterDev:
         """Start it and wait until the code location is loaded and the daemons are healthy."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("wb") as out:
+        with self.log.open("wb") as out, _sigint_not_ignored():
             self.process = subprocess.Popen(
                 [*DEV, "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
                 cwd=self.workspace.parent,
@@ -159,6 +160,22 @@ class DagsterDev:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A shell's background job runs with SIGINT ignored, and a child inherits that; dagster
+    dev stops its webserver, daemon and code server on SIGINT only. So a child started inside
+    gets SIGINT's default (the parent's own disposition is put back after)."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        yield
 
 
 def _signal_group(pgid: int, sig: int) -> None:
