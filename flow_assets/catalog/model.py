@@ -58,6 +58,23 @@ INSTRUMENT_SCHEMA: dict[str, pl.DataType] = {
     "delisted": UTC_US,
     "status": pl.String(),
 }
+INSTRUMENT_DESCRIPTIONS: dict[str, str] = {
+    "exchange": "binance-futures or okx-perps.",
+    "native": "The exchange's own id, as it publishes it (BTCUSDT, BTC-USDT-SWAP).",
+    "symbol": "Atlas id (perpetual-BTC-USDT:USDT); null when the assets fall outside the "
+    "Atlas grammar, so no partition key can name it.",
+    "base": "Base asset.",
+    "quote": "Quote asset (prices are in it).",
+    "settle": "Margin and settlement asset.",
+    "kind": "linear: sizes are base units; inverse: sizes are worth a fixed quote amount.",
+    "ct_val": "What one unit of the size column is worth now, in ct_val_ccy (history: "
+    "contract_values.parquet).",
+    "ct_val_ccy": "Currency of ct_val.",
+    "listed": "Listing time (UTC).",
+    "delisted": "Delisting time (UTC) the exchange announces, or the first snapshot the "
+    "instrument was missing from; null while listed.",
+    "status": "The exchange's own word (TRADING, live, ...), or delisted once absent.",
+}
 
 
 class CatalogError(Exception):
