@@ -29,10 +29,10 @@ from flow_assets.api.app import create_app
 from flow_assets.api.server import ServerThread
 from flow_assets.api.settings import ApiSettings
 from flow_assets.catalog.mirror import CatalogServer
-from flow_assets.catalog.samples import binance_sample, okx_sample
 from flow_assets.demo import generate_mirror, materialize
 from flow_assets.instruments import load_config
 from flow_assets.sources.mirror import ArchiveServer
+from flow_assets.venues import VENUES
 from flow_assets.webui import DagsterDev
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,14 +78,14 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUi]:
     with (
         pytest.MonkeyPatch.context() as env,
         ArchiveServer(root / "mirror") as archive,
-        CatalogServer(binance_sample(), okx_sample()) as catalogs,
+        CatalogServer({n: v.catalog.sample() for n, v in VENUES.items()}) as catalogs,
     ):
         env.setenv("DAGSTER_HOME", str(home))
         env.setenv("FLOW_ASSETS_STORAGE_URL", str(root / "store"))
         env.setenv("FLOW_ASSETS_INSTRUMENTS", str(instruments))
-        for name in ("BINANCE", "OKX"):
-            env.setenv(f"FLOW_ASSETS_{name}_URL", archive.url)
-            env.setenv(f"FLOW_ASSETS_{name}_API_URL", catalogs.url)
+        for each in VENUES.values():
+            env.setenv(each.archive.url_env, archive.url)
+            env.setenv(each.catalog.url_env, catalogs.url)
         with DagsterDev(REPO / "workspace.yaml", os.environ, root / "dagster-dev.log") as dev:
             tags = {"flow_assets/backfill": "browser-test"}
             runs = materialize(dev, load_config(instruments), (MONTH,), tags)
