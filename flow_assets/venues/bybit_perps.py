@@ -200,6 +200,7 @@ ARCHIVE = Exchange(
     version_tag="bybit",
     compression="gzip",
     trade_ids="string",
+    file_order="newest_first",
 )
 
 
