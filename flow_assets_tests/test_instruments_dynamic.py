@@ -12,13 +12,7 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from flow_assets.catalog import load_catalog
-from flow_assets.catalog.mirror import (
-    CatalogServer,
-    binance_exchange_info,
-    binance_symbol,
-    okx_instrument,
-    okx_instruments,
-)
+from flow_assets.catalog.mirror import CatalogServer
 from flow_assets.catalog.model import INSTRUMENT_SCHEMA
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, SelectionRule, parse_config
 from flow_assets.orchestration.catalog import (
@@ -38,6 +32,8 @@ from flow_assets.tracked import (
     tracked_entries,
 )
 from flow_assets.venues import VENUES
+from flow_assets.venues.binance_common import binance_exchange_info, binance_symbol
+from flow_assets.venues.okx_perps import okx_instrument, okx_instruments
 from flow_assets_tests.runs import failure_text
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
