@@ -358,8 +358,8 @@ def test_a_key_added_by_hand_is_removed_saying_why(store, capfd) -> None:
     """The UI's "+ Add a partition" creates any key (Dagster does not validate dynamic keys):
     the next sync removes a key no instruments file tracks and says why in the tick's log."""
     instance = dg.DagsterInstance.ephemeral()
-    with CatalogServer(_binance(), _okx("0.01")) as server:
-        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
+    with CatalogServer(_documents(_binance(), _okx("0.01"))) as server:
+        api = _api(server)
         defs = build_definitions(CONFIG, {"catalog_api": api, "store": store})
         assert (
             defs.resolve_job_def("instrument_catalog_job")
