@@ -12,7 +12,7 @@ webserver's own bundle) for one asset and for the ``binance_futures`` group, col
 request after start) then warm (``--repeats``), and the webserver's CPU and memory while an open
 tab would poll. Prints one JSON document.
 
-    .venv/bin/python benchmarks/bench_ui.py                      # 1,000 instruments (~45 min of writes)
+    .venv/bin/python benchmarks/bench_ui.py                    # 1,000 instruments (~45 min)
     .venv/bin/python benchmarks/bench_ui.py --instruments 100    # ~5 min
     .venv/bin/python benchmarks/bench_ui.py --home DIR --reuse   # query an instance built before
 

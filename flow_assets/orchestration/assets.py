@@ -58,6 +58,12 @@ DOWNLOAD_RETRY_WAIT = 120  # seconds
 # the materialization of the partition it judges (Dagster scopes a check's target to the step's
 # partition) and names that partition in its metadata.
 CHECKED_PARTITION = "partition"
+_TRACKED_NOTE = (
+    "Only an instrument's tracked months are computed (from its listing or `start` to its "
+    "delisting); the other months of the grid are never materialized and show as missing in "
+    "the partition health: `{slug}/tracked_coverage` tells which months are tracked and which "
+    "of them are done."
+)
 PREVIEW_COLUMNS = ["time", "taker_buy_volume", "taker_sell_volume", "flow_toxicity_score"]
 
 
@@ -218,7 +224,7 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
         kinds={"polars", "parquet"},
         description=f"One row per trade of one {partitions.exchange} instrument-month: "
         "normalized trades from the exchange archive (checksums verified, streamed a day at a "
-        "time), as Parquet in the store.",
+        "time), as Parquet in the store. " + _TRACKED_NOTE.format(slug=partitions.slug),
     )
     def raw_trades(
         context: dg.AssetExecutionContext, archives: ArchiveSources, store: FlowStore
@@ -343,7 +349,7 @@ def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> d
             description=f"One row per {interval} bar (its open time + the 36 flow fields) of one "
             f"{exchange} instrument-month, one Parquet file per timestamp source, published with "
             "the month's other intervals as one unit. The rolling fields continue from the "
-            "previous month's bars.",
+            "previous month's bars. " + _TRACKED_NOTE.format(slug=partitions.slug),
             metadata={"dagster/column_schema": _schema_metadata(BAR_SCHEMA, BAR_DESCRIPTIONS)},
         )
         for interval in ALL_INTERVALS
