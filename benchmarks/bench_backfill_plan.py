@@ -16,81 +16,37 @@ range, the months requested first, the iteration's time and the process's peak m
 
 import argparse
 import json
-import logging
 import os
 import resource
 import sys
-import tempfile
-import time
 from collections import Counter
 from pathlib import Path
-
-import dagster as dg
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-from dagster._core.definitions.assets.graph.remote_asset_graph import RemoteWorkspaceAssetGraph
-from dagster._core.execution.asset_backfill import (
-    AssetBackfillData,
-    execute_asset_backfill_iteration_inner,
-)
-from dagster._core.test_utils import mock_workspace_from_repos
-from dagster._time import get_current_datetime
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from flow_assets.metrics import ALL_INTERVALS  # noqa: E402
-from flow_assets.orchestration.assets import flow_asset_key, raw_trades_key  # noqa: E402
-from flow_assets.orchestration.definitions import build_definitions  # noqa: E402
-from flow_assets.orchestration.partitions import INSTRUMENT, MONTH, FlowPartitions  # noqa: E402
-
-EXCHANGE = "binance-futures"
+from flow_assets_tests.backfill_plan import first_iteration  # noqa: E402
 
 
 def plan(instruments: int) -> dict[str, object]:
     """The first iteration of a backfill of every partition, and what it requests."""
-    partitions = FlowPartitions().of(EXCHANGE)
-    months = partitions.months.get_partition_keys()
-    starts = {
-        f"SYN{i:04d}-USDT:USDT": months[i * len(months) // instruments] for i in range(instruments)
-    }
-    repo = build_definitions().get_repository_def()
-    graph = RemoteWorkspaceAssetGraph.build(mock_workspace_from_repos([repo]))
-    keys = [raw_trades_key(EXCHANGE), *(flow_asset_key(EXCHANGE, i) for i in ALL_INTERVALS)]
-    with dg.instance_for_test(temp_dir=tempfile.mkdtemp(dir="/dev/shm")) as instance:
-        instance.add_dynamic_partitions(partitions.instruments_name, list(starts))
-        now = get_current_datetime()
-        data = AssetBackfillData.from_asset_partitions(
-            graph, None, keys, instance, now.timestamp(), all_partitions=True
-        )
-        view = AssetGraphView(
-            temporal_context=TemporalContext(effective_dt=now, last_event_id=None),
-            instance=instance,
-            asset_graph=graph,
-        )
-        started = time.monotonic()
-        result = execute_asset_backfill_iteration_inner(
-            "bench", data, view, now.timestamp(), logging.getLogger("bench"), None
-        )
-        seconds = time.monotonic() - started
-    outside, firsts, selections = 0, Counter(), Counter()
-    for request in result.run_requests:
-        dims = partitions.instrument_month.get_partition_key_from_str(request.partition_key)
-        instrument, month = dims.keys_by_dimension[INSTRUMENT], dims.keys_by_dimension[MONTH]
-        outside += month < starts[instrument]
-        firsts[month == starts[instrument]] += 1
-        selections[", ".join(sorted(k.path[-1] for k in request.asset_selection or []))] += 1
-    tracked = sum(len(months) - months.index(s) for s in starts.values())
+    result = first_iteration(instruments)
+    selections = Counter(", ".join(r.assets) for r in result.requested)
     return {
         "instruments": instruments,
-        "months_in_dimension": len(months),
-        "tracked_instrument_months": tracked,
-        "partitions_targeted_per_asset": instruments * len(months),
-        "first_iteration_runs": len(result.run_requests),
-        "first_iteration_runs_outside_tracked_range": outside,
-        "first_iteration_runs_for_an_instruments_first_month": firsts[True],
+        "months_in_dimension": result.months_in_dimension,
+        "tracked_instrument_months": result.tracked_instrument_months,
+        "partitions_targeted_per_asset": result.targeted_per_asset,
+        "first_iteration_runs": len(result.requested),
+        "first_iteration_runs_outside_tracked_range": sum(
+            r.month < r.first_month for r in result.requested
+        ),
+        "first_iteration_runs_for_an_instruments_first_month": sum(
+            r.month == r.first_month for r in result.requested
+        ),
         "run_asset_selections": dict(selections),
-        "first_iteration_seconds": round(seconds, 1),
+        "first_iteration_seconds": round(result.seconds, 1),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "load": os.getloadavg(),
     }
