@@ -34,6 +34,7 @@ from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry, load_config
 from flow_assets.orchestration.automation import flow_job_name
 from flow_assets.orchestration.catalog import run_instruments_sensor
+from flow_assets.orchestration.coverage import COVERAGE_JOB
 from flow_assets.orchestration.definitions import build_definitions, default_resources
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.publish import list_manifests, manifest_key
@@ -117,8 +118,8 @@ def run_backfill(
     months: tuple[date, ...],
     instance: dg.DagsterInstance,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Every instrument-month through its exchange's flow job (months in order), then the
-    summaries."""
+    """Every instrument-month through its exchange's flow job (months in order), the summaries,
+    then each exchange's tracked coverage."""
     summary_job = defs.resolve_job_def("summary_job")
     results = []
     tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
@@ -135,6 +136,8 @@ def run_backfill(
                 partition_key=month.isoformat(), instance=instance, tags=tags, run_config=QUIET
             )
         )
+    coverage_job = defs.resolve_job_def(COVERAGE_JOB)  # which months are tracked, which done
+    results.append(coverage_job.execute_in_process(instance=instance, tags=tags))
     return results
 
 

@@ -7,7 +7,8 @@ after its delisting, as "missing" although nothing is ever to be computed there:
 show as "3% filled". This asset gives the truthful picture: per tracked instrument, its tracked
 months, how many are done (their bars published) and the first one not yet done; in total, the
 tracked instrument-months, done and not yet, and how many of Dagster's partitions were never
-tracked. Read from the instance (one query) and the tracked instruments, refreshed hourly.
+tracked. Read from the instance (one query) and the tracked instruments; refreshed by its hourly
+schedule (stopped by default, like the other schedules) or materialized from the UI.
 """
 
 from datetime import UTC, date, datetime
@@ -118,7 +119,7 @@ def build_coverage(
         job=job,
         cron_schedule="5 * * * *",
         execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Refreshes each exchange's tracked_coverage (reads the instance only).",
     )
     return assets, job, schedule
