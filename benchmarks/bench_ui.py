@@ -93,6 +93,35 @@ fragment AssetCheckLiveFragment on AssetCheck {
   }
 }
 """
+PARTITION_HEALTH = """
+query PartitionHealthQuery($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    ... on AssetNode {
+      id
+      partitionKeysByDimension { name type partitionKeys }
+      assetPartitionStatuses {
+        ... on DefaultPartitionStatuses {
+          materializedPartitions materializingPartitions failedPartitions
+        }
+        ... on MultiPartitionStatuses {
+          primaryDimensionName
+          ranges {
+            primaryDimStartKey primaryDimEndKey primaryDimStartTime primaryDimEndTime
+            secondaryDim {
+              ... on TimePartitionStatuses {
+                ranges { status startTime endTime startKey endKey }
+              }
+              ... on DefaultPartitionStatuses {
+                materializedPartitions materializingPartitions failedPartitions
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
 
 
 def month_keys() -> list[str]:
@@ -214,10 +243,14 @@ def start_webserver(home: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def timed_query(port: int, keys: list[dg.AssetKey]) -> tuple[float, int]:
-    """Seconds and bytes of one ``AssetGraphLiveQuery`` for ``keys``."""
-    body = json.dumps(
-        {"query": QUERY, "variables": {"assetKeys": [{"path": k.path} for k in keys]}}
-    ).encode()
+    """Seconds and bytes of one ``AssetGraphLiveQuery`` for ``keys`` (or, for one key, the asset
+    page's ``PartitionHealthQuery`` when ``keys`` is that key alone in a tuple)."""
+    if isinstance(keys, tuple):
+        variables = {"assetKey": {"path": keys[0].path}}
+        body = json.dumps({"query": PARTITION_HEALTH, "variables": variables}).encode()
+    else:
+        variables = {"assetKeys": [{"path": k.path} for k in keys]}
+        body = json.dumps({"query": QUERY, "variables": variables}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
     )
@@ -254,7 +287,12 @@ def measure(home: Path, repeats: int, idle: float) -> dict[str, object]:
         one = [flow_asset_key(EXCHANGE, "1m")]
         group = [raw_trades_key(EXCHANGE), *(flow_asset_key(EXCHANGE, i) for i in ALL_INTERVALS)]
         result: dict[str, object] = {}
-        for name, keys in (("asset_flow_bars_1m", one), ("group_binance_futures", group)):
+        queries = (
+            ("asset_flow_bars_1m", one),
+            ("partition_health_flow_bars_1m", tuple(one)),
+            ("group_binance_futures", group),
+        )
+        for name, keys in queries:
             cold, size = timed_query(port, keys)
             warm = [timed_query(port, keys)[0] for _ in range(repeats)]
             result[name] = {
