@@ -242,15 +242,19 @@ def start_webserver(home: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"the webserver did not start: see {home / 'webserver.log'}")
 
 
-def timed_query(port: int, keys: list[dg.AssetKey]) -> tuple[float, int]:
-    """Seconds and bytes of one ``AssetGraphLiveQuery`` for ``keys`` (or, for one key, the asset
-    page's ``PartitionHealthQuery`` when ``keys`` is that key alone in a tuple)."""
-    if isinstance(keys, tuple):
-        variables = {"assetKey": {"path": keys[0].path}}
-        body = json.dumps({"query": PARTITION_HEALTH, "variables": variables}).encode()
-    else:
-        variables = {"assetKeys": [{"path": k.path} for k in keys]}
-        body = json.dumps({"query": QUERY, "variables": variables}).encode()
+def live(keys: list[dg.AssetKey]) -> tuple[str, dict[str, object]]:
+    """The UI's live-data query (asset graph, asset page, group view) for ``keys``."""
+    return QUERY, {"assetKeys": [{"path": k.path} for k in keys]}
+
+
+def health(key: dg.AssetKey) -> tuple[str, dict[str, object]]:
+    """The asset page's partition health query."""
+    return PARTITION_HEALTH, {"assetKey": {"path": key.path}}
+
+
+def timed_query(port: int, request: tuple[str, dict[str, object]]) -> tuple[float, int]:
+    """Seconds and bytes of one GraphQL request (query, variables)."""
+    body = json.dumps({"query": request[0], "variables": request[1]}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
     )
@@ -284,17 +288,18 @@ def measure(home: Path, repeats: int, idle: float) -> dict[str, object]:
     port = free_port()
     process = start_webserver(home, port)
     try:
-        one = [flow_asset_key(EXCHANGE, "1m")]
-        group = [raw_trades_key(EXCHANGE), *(flow_asset_key(EXCHANGE, i) for i in ALL_INTERVALS)]
+        one = flow_asset_key(EXCHANGE, "1m")
+        keys = [raw_trades_key(EXCHANGE), *(flow_asset_key(EXCHANGE, i) for i in ALL_INTERVALS)]
+        group = live(keys)
         result: dict[str, object] = {}
         queries = (
-            ("asset_flow_bars_1m", one),
-            ("partition_health_flow_bars_1m", tuple(one)),
+            ("asset_flow_bars_1m", live([one])),
+            ("partition_health_flow_bars_1m", health(one)),
             ("group_binance_futures", group),
         )
-        for name, keys in queries:
-            cold, size = timed_query(port, keys)
-            warm = [timed_query(port, keys)[0] for _ in range(repeats)]
+        for name, request in queries:
+            cold, size = timed_query(port, request)
+            warm = [timed_query(port, request)[0] for _ in range(repeats)]
             result[name] = {
                 "cold_s": round(cold, 2),
                 "warm_s": [round(w, 2) for w in warm],
