@@ -29,6 +29,7 @@ from flow_assets.orchestration.automation import (
     build_automation,
     build_flow_jobs,
 )
+from flow_assets.orchestration.backfill import backfill_tracked_job
 from flow_assets.orchestration.catalog import (
     CatalogApi,
     InstrumentsFile,
@@ -116,6 +117,7 @@ def build_definitions(
             catalog_job,
             freshness_job,
             coverage_job,
+            backfill_tracked_job,
             dg.define_asset_job(
                 "summary_job",
                 selection=dg.AssetSelection.groups("analytics"),
