@@ -12,6 +12,7 @@ range, the months requested first, the iteration's time and the process's peak m
 
     .venv/bin/python benchmarks/bench_backfill_plan.py                   # 1,000 instruments
     .venv/bin/python benchmarks/bench_backfill_plan.py --instruments 100
+    .venv/bin/python benchmarks/bench_backfill_plan.py --tracked    # backfill_tracked_job's target
 """
 
 import argparse
@@ -29,12 +30,14 @@ if str(ROOT) not in sys.path:
 from flow_assets_tests.backfill_plan import first_iteration  # noqa: E402
 
 
-def plan(instruments: int) -> dict[str, object]:
-    """The first iteration of a backfill of every partition, and what it requests."""
-    result = first_iteration(instruments)
+def plan(instruments: int, tracked: bool) -> dict[str, object]:
+    """The first iteration of a backfill of every partition (or of every tracked month, as
+    ``backfill_tracked_job`` submits it), and what it requests."""
+    result = first_iteration(instruments, tracked_only=tracked)
     selections = Counter(", ".join(r.assets) for r in result.requested)
     return {
         "instruments": instruments,
+        "target": "tracked months (backfill_tracked_job)" if tracked else "every partition",
         "months_in_dimension": result.months_in_dimension,
         "tracked_instrument_months": result.tracked_instrument_months,
         "partitions_targeted_per_asset": result.targeted_per_asset,
@@ -55,8 +58,9 @@ def plan(instruments: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instruments", type=int, default=1000)
+    parser.add_argument("--tracked", action="store_true", help="the backfill_tracked_job target")
     args = parser.parse_args()
-    print(json.dumps(plan(args.instruments), indent=2))
+    print(json.dumps(plan(args.instruments, args.tracked), indent=2))
 
 
 if __name__ == "__main__":
