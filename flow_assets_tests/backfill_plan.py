@@ -15,7 +15,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
@@ -34,7 +34,7 @@ from dagster._time import get_current_datetime
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics import ALL_INTERVALS
 from flow_assets.orchestration.assets import flow_asset_key, raw_trades_key
-from flow_assets.orchestration.backfill import tracked_ranges, tracked_selectors
+from flow_assets.orchestration.backfill import tracked_keys, tracked_target
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.partitions import (
     INSTRUMENT,
@@ -76,19 +76,18 @@ class Plan:
 
 
 def _tracked_target(
-    graph: RemoteWorkspaceAssetGraph, instance: dg.DagsterInstance, starts: dict[str, str], now
+    instance: dg.DagsterInstance, starts: dict[str, str], now: datetime
 ) -> AssetBackfillData:
-    """What ``backfill_tracked_job`` submits: one range per instrument from its first month."""
+    """What ``backfill_tracked_job`` submits: each instrument's months from its first."""
     entries = [
         InstrumentEntry(EXCHANGE, f"perpetual-{key}", date.fromisoformat(start))
         for key, start in starts.items()
     ]
     running = date.fromisoformat(FlowPartitions().months.get_partition_keys()[-1])
-    selectors = tracked_selectors(EXCHANGE, tracked_ranges(entries, running, set()))
+    keys = tracked_keys(entries, running, set())
+    target = tracked_target(FlowPartitions().of(EXCHANGE), keys)
     with partition_loading_context(now, instance):
-        return AssetBackfillData.from_partitions_by_assets(
-            graph, instance, now.timestamp(), selectors
-        )
+        return AssetBackfillData.from_asset_graph_subset(target, instance, now.timestamp())
 
 
 def _iterate(
@@ -142,7 +141,7 @@ def plan_iterations(instruments: int, tracked_only: bool = False, iterations: in
         instance.add_dynamic_partitions(partitions.instruments_name, list(starts))
         now = get_current_datetime()
         data = (
-            _tracked_target(graph, instance, starts, now)
+            _tracked_target(instance, starts, now)
             if tracked_only
             else AssetBackfillData.from_asset_partitions(
                 graph, None, keys, instance, now.timestamp(), all_partitions=True
