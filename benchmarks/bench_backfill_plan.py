@@ -49,6 +49,7 @@ def plan(instruments: int, tracked: bool) -> dict[str, object]:
             r.month == r.first_month for r in result.requested
         ),
         "run_asset_selections": dict(selections),
+        "target_seconds": round(result.target_seconds, 1),
         "first_iteration_seconds": round(result.seconds, 1),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "load": os.getloadavg(),

@@ -68,6 +68,7 @@ class Plan:
     last_month: str  # the running month
     iterations: list[list[Requested]]
     seconds: float  # the first iteration's
+    target_seconds: float  # building the backfill's target
 
     @property
     def requested(self) -> list[Requested]:
@@ -140,6 +141,7 @@ def plan_iterations(instruments: int, tracked_only: bool = False, iterations: in
     with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
         instance.add_dynamic_partitions(partitions.instruments_name, list(starts))
         now = get_current_datetime()
+        started = time.monotonic()
         data = (
             _tracked_target(instance, starts, now)
             if tracked_only
@@ -147,6 +149,7 @@ def plan_iterations(instruments: int, tracked_only: bool = False, iterations: in
                 graph, None, keys, instance, now.timestamp(), all_partitions=True
             )
         )
+        target_seconds = time.monotonic() - started
         data, requests, seconds = _iterate(data, graph, instance, now)
         planned = [requests]
         for _ in range(iterations - 1):
@@ -161,6 +164,7 @@ def plan_iterations(instruments: int, tracked_only: bool = False, iterations: in
         last_month=months[-1],
         iterations=[[_requested(r, partitions, starts) for r in rs] for rs in planned],
         seconds=seconds,
+        target_seconds=target_seconds,
     )
 
 
