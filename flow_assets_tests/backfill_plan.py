@@ -159,7 +159,7 @@ def plan_iterations(instruments: int, tracked_only: bool = False, iterations: in
     return Plan(
         months_in_dimension=len(months),
         tracked_instrument_months=sum(len(months) - months.index(s) for s in starts.values()),
-        targeted_per_asset=instruments * len(months),
+        targeted_per_asset=len(data.target_subset.get_partitions_subset(keys[0])),
         first_months=starts,
         last_month=months[-1],
         iterations=[[_requested(r, partitions, starts) for r in rs] for rs in planned],
