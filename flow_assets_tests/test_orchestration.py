@@ -139,7 +139,9 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    per_exchange = {"raw_trades", "instrument_catalog"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
+    per_exchange = {"raw_trades", "instrument_catalog", "tracked_coverage"} | {
+        f"flow_bars_{i}" for i in ALL_INTERVALS
+    }
     exchanges = ("binance_futures", "okx_perps")
     assert keys == {"daily_flow_summary"} | {f"{e}/{n}" for e in exchanges for n in per_exchange}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
@@ -156,6 +158,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
         "okx_perps_running_month",
         "instrument_catalog_daily",
         "freshness_checks",
+        "tracked_coverage_hourly",
     ]
     partitions = defs.resolve_job_def("binance_futures_flow_job").partitions_def
     dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
@@ -348,7 +351,8 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
     selection = [
         k
         for k in graph.get_all_asset_keys()
-        if k.path[0] == "binance_futures" and k.path[1] != "instrument_catalog"
+        if k.path[0] == "binance_futures"
+        and k.path[1] not in {"instrument_catalog", "tracked_coverage"}
     ]
     keys = [_key(BTC, m) for m in (JAN, FEB)]
     backfill = AssetBackfillData.from_asset_partitions(

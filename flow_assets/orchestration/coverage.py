@@ -18,6 +18,7 @@ import dagster as dg
 import polars as pl
 
 from flow_assets.orchestration.assets import flow_asset_key
+from flow_assets.orchestration.catalog import CATALOG_GROUP
 from flow_assets.orchestration.partitions import INSTRUMENT, MONTH, ExchangePartitions
 from flow_assets.orchestration.resources import FlowStore
 from flow_assets.tracked import coverage, month_of, tracked_entries
@@ -81,7 +82,7 @@ def coverage_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=coverage_asset_key(exchange),
-        group_name=partitions.slug,
+        group_name=CATALOG_GROUP,  # not the exchange's group: its flow job selects that group
         kinds={"polars", "parquet"},
         description=f"One row per tracked {exchange} instrument: its first and last tracked "
         "month, how many of its tracked months are done (bars published) and which is the "
