@@ -216,9 +216,10 @@ def delete_partition_keys(instance: dg.DagsterInstance, name: str, keys: Sequenc
     """Delete ``keys`` from the dynamic partitions ``name`` in one transaction.
 
     Dagster 1.13 has no bulk delete: its daemon applies a ``DeleteDynamicPartitionsRequest`` one
-    key at a time, two storage queries each (650 instruments removed from the file took 26 s
-    on SQLite). On Dagster's SQL storages this is one ``DELETE`` per 500 keys in one
-    transaction; on any other storage, Dagster's own per-key delete.
+    key at a time, two storage queries each (650 instruments removed from the file: 23.6 s on
+    SQLite, 0.06 s in one batch, ``benchmarks/bench_partition_removal.py``). On Dagster's SQL
+    storages this is one ``DELETE`` per 500 keys in one transaction; on any other storage,
+    Dagster's own per-key delete.
     """
     storage = _sql_event_log(instance)
     if storage is None:
