@@ -232,8 +232,8 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
         "normalized trades from the exchange archive (streamed a day at a time), as Parquet in "
         "the store. Each source file's sha256 is recorded in `source_files`; "
         "`checksum_verified` says whether it was checked against a checksum the source "
-        "publishes (Binance's CHECKSUM files: true) or could not be (OKX and Tardis files "
-        "publish none: false).",
+        "publishes (a venue's checksum files, e.g. Binance's CHECKSUM: true) or could not be "
+        "(venues without checksums, e.g. OKX and Bybit, and Tardis files: false).",
     )
     def raw_trades(
         context: dg.AssetExecutionContext, archives: ArchiveSources, store: FlowStore
