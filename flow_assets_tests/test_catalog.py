@@ -28,11 +28,10 @@ from flow_assets.catalog import (
 from flow_assets.catalog.mirror import CatalogServer
 from flow_assets.loopback import Fault
 from flow_assets.sources.http import make_session
-from flow_assets.sources.okx import ContractValues
 from flow_assets.store import LocalStore
 from flow_assets.symbology import from_native, to_native
 from flow_assets.venues import binance_futures
-from flow_assets.venues.okx_perps import OkxApiError, okx_instrument
+from flow_assets.venues.okx_perps import ContractValues, OkxApiError, okx_instrument
 from flow_assets.venues.okx_perps import sample as okx_sample
 
 binance_sample = binance_futures.sample

@@ -24,7 +24,7 @@ from flow_assets.orchestration.catalog import (
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import read_manifest
-from flow_assets.sources.mirror import sample_trades, write_okx
+from flow_assets.sources.mirror import sample_trades
 from flow_assets.tracked import (
     KeyRefusedError,
     check_instrument,
@@ -33,7 +33,7 @@ from flow_assets.tracked import (
 )
 from flow_assets.venues import VENUES
 from flow_assets.venues.binance_common import binance_exchange_info, binance_symbol
-from flow_assets.venues.okx_perps import okx_instrument, okx_instruments
+from flow_assets.venues.okx_perps import okx_instrument, okx_instruments, write_okx
 from flow_assets_tests.runs import failure_text
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -34,8 +34,9 @@ from flow_assets.orchestration.operations import FAILURE_TAG, FRESHNESS_JOB, fre
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import AlertWebhook, ArchiveSources, FlowStore
 from flow_assets.publish import Staging, flow_file, read_manifest
-from flow_assets.sources.mirror import sample_trades, write_binance
+from flow_assets.sources.mirror import sample_trades
 from flow_assets.venues import NAMES
+from flow_assets.venues.binance_futures import write_binance
 
 TODAY = datetime.now(UTC).date()
 LAST = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)  # the last finished month

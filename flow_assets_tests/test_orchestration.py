@@ -28,15 +28,11 @@ from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import flow_file, read_manifest
-from flow_assets.sources.mirror import (
-    Fault,
-    sample_trades,
-    write_binance,
-    write_okx,
-    write_tardis,
-)
+from flow_assets.sources.mirror import Fault, sample_trades, write_tardis
 from flow_assets.store import ObjectStore, open_store, summary_key
 from flow_assets.venues import VENUES
+from flow_assets.venues.binance_futures import write_binance
+from flow_assets.venues.okx_perps import write_okx
 from flow_assets_tests.runs import failure_text
 
 BTC = InstrumentEntry("binance-futures", "perpetual-BTC-USDT:USDT", date(2024, 1, 1))

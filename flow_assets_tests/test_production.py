@@ -28,8 +28,9 @@ from dagster._core.events import DagsterEventType
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics import ALL_INTERVALS, interval_micros
 from flow_assets.publish import flow_file, list_manifests, manifest_key, read_manifest
-from flow_assets.sources.mirror import ArchiveServer, Fault, sample_trades, write_binance
+from flow_assets.sources.mirror import ArchiveServer, Fault, sample_trades
 from flow_assets.store import open_store, unit_prefix
+from flow_assets.venues.binance_futures import write_binance
 from flow_assets_tests.production import REPO, Topology, children_of, render_instance
 from flow_assets_tests.s3_fixtures import ACCESS_KEY, REGION, SECRET_KEY, moto_client
 

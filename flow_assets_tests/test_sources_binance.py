@@ -17,14 +17,9 @@ from flow_assets.sources import (
     fetch_month,
     probe_month,
 )
-from flow_assets.sources.binance import read_binance_csv
-from flow_assets.sources.mirror import (
-    sample_trades,
-    utc,
-    write_binance,
-    write_checksum,
-    write_zip,
-)
+from flow_assets.sources.mirror import sample_trades, utc, write_checksum, write_zip
+from flow_assets.venues.binance_common import read_binance_csv
+from flow_assets.venues.binance_futures import write_binance
 from flow_assets_tests.archive_fixtures import (
     Mirror,
     assert_same_trades,

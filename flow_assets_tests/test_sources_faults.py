@@ -25,11 +25,11 @@ from flow_assets.sources.mirror import (
     Fault,
     sample_trades,
     utc,
-    write_binance,
     write_checksum,
-    write_okx,
     write_zip,
 )
+from flow_assets.venues.binance_futures import write_binance
+from flow_assets.venues.okx_perps import write_okx
 from flow_assets_tests.archive_fixtures import (
     Mirror,
     assert_same_trades,

@@ -20,8 +20,8 @@ from flow_assets.sources import (
     fetch_month,
     probe_month,
 )
-from flow_assets.sources.mirror import sample_trades, utc, write_okx
-from flow_assets.sources.okx import OkxCsv, contract_values_from_specs, read_okx_csv
+from flow_assets.sources.mirror import sample_trades, utc
+from flow_assets.venues.okx_perps import OkxCsv, contract_values_from_specs, read_okx_csv, write_okx
 from flow_assets_tests.archive_fixtures import (
     Mirror,
     assert_same_trades,

@@ -12,9 +12,9 @@ import pytest
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources import http
-from flow_assets.sources.binance import read_binance_csv
 from flow_assets.sources.mirror import ArchiveServer
 from flow_assets.sources.tardis import read_tardis_csv
+from flow_assets.venues.binance_common import read_binance_csv
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 

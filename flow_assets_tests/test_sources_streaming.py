@@ -34,20 +34,12 @@ from flow_assets.sources import (
     ingest_month,
 )
 from flow_assets.sources import report as report_module
-from flow_assets.sources.binance import read_binance_csv
 from flow_assets.sources.idset import SeenIds
-from flow_assets.sources.mirror import (
-    binance_csv,
-    okx_csv,
-    sample_trades,
-    utc,
-    write_checksum,
-    write_tardis,
-    write_zip,
-)
-from flow_assets.sources.okx import UTC_OFFSET, read_okx_csv
+from flow_assets.sources.mirror import sample_trades, utc, write_checksum, write_tardis, write_zip
 from flow_assets.sources.report import FetchReport, clean_trades, month_bounds
 from flow_assets.sources.tardis import ingest_tardis_month, parse_tardis_csv
+from flow_assets.venues.binance_common import binance_csv, read_binance_csv
+from flow_assets.venues.okx_perps import UTC_OFFSET, okx_csv, read_okx_csv
 from flow_assets_tests.archive_fixtures import (
     Mirror,
 )

@@ -48,7 +48,7 @@ INSTRUMENT_SCHEMA: dict[str, pl.DataType] = {
     "status": pl.String(),
 }
 INSTRUMENT_DESCRIPTIONS: dict[str, str] = {
-    "exchange": "binance-futures or okx-perps.",
+    "exchange": "The venue's slug (one of flow_assets.venues.NAMES, e.g. binance-futures).",
     "native": "The exchange's own id, as it publishes it (BTCUSDT, BTC-USDT-SWAP).",
     "symbol": "Atlas id (perpetual-BTC-USDT:USDT); null when the assets fall outside the "
     "Atlas grammar, so no partition key can name it.",

@@ -24,6 +24,7 @@ from typing import IO, Any, Self, TypeVar
 
 import polars as pl
 
+from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.errors import CorruptArchiveError, MalformedCsvError
 
 CHUNK_BYTES = 32 << 20
@@ -31,6 +32,7 @@ READ_BYTES = 8 << 20
 READ_AHEAD = 2
 PROGRESS_ROWS = 10_000_000
 T = TypeVar("T")
+MICROS_THRESHOLD = 10**14  # 1e14 ms is the year 5138; 1e14 µs is 1973
 
 
 class CsvFormat:
@@ -73,6 +75,13 @@ def field(raw: pl.DataFrame, index: int, dtype: pl.DataType) -> pl.Expr:
 def text(index: int) -> pl.Expr:
     """Field ``index`` as stripped text."""
     return pl.col(f"c{index}").str.strip_chars()
+
+
+def to_micros(column: pl.Expr) -> pl.Expr:
+    """Epoch ms or µs (by magnitude) as a UTC datetime in µs."""
+    return (
+        pl.when(column >= MICROS_THRESHOLD).then(column).otherwise(column * 1000).cast(UTC_MICROS)
+    )
 
 
 def taker_buy(side: pl.Expr) -> pl.Expr:

@@ -1,8 +1,11 @@
 """Local archive mirrors: exchange-exact files written from normalized trades, served over HTTP.
 
-Writers turn a ``TRADE_SCHEMA`` frame into the files an exchange publishes (same paths, zip
-names, CSV columns and formats), so the sources can be exercised end to end without the
-internet. :class:`ArchiveServer` serves a directory on ``127.0.0.1`` and can inject faults.
+Each venue's ``write_archive`` (in its module under :mod:`flow_assets.venues`) turns a
+``TRADE_SCHEMA`` frame into the files the exchange publishes (same paths, zip names, CSV columns
+and formats), so the sources can be exercised end to end without the internet; here are the
+generic pieces they build on (:func:`write_zip`, :func:`write_checksum`, :func:`epoch`), the
+Tardis-style CSV writer and sample trades. :class:`ArchiveServer` serves a directory on
+``127.0.0.1`` and can inject faults.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import hashlib
 import random
 import time
 import zipfile
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -23,12 +25,10 @@ import polars as pl
 
 from flow_assets.loopback import Fault, LoopbackServer
 from flow_assets.metrics.schema import TRADE_SCHEMA
-from flow_assets.sources.okx import EXCHANGE as OKX
-from flow_assets.sources.okx import UTC_OFFSET
-from flow_assets.symbology import contract_value, parse_symbol, to_native
 
 
-def _epoch(micros: bool) -> pl.Expr:
+def epoch(micros: bool) -> pl.Expr:
+    """``exchange_ts`` as epoch µs (``micros``) or ms, as archive CSVs write it."""
     unit = "us" if micros else "ms"
     return pl.col("exchange_ts").dt.epoch(unit)
 
@@ -49,129 +49,12 @@ def write_checksum(path: Path) -> Path:
     return target
 
 
-def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: bool) -> bytes:
-    """Binance USD-M archive CSV bytes (``aggTrades`` or ``trades``) for normalized trades."""
-    maker = pl.when(pl.col("is_taker_buy")).then(pl.lit("false")).otherwise(pl.lit("true"))
-    if dataset == "aggTrades":
-        frame = trades.select(
-            pl.col("trade_id").alias("agg_trade_id"),
-            "price",
-            pl.col("base_qty").alias("quantity"),
-            pl.col("trade_id").alias("first_trade_id"),
-            pl.col("trade_id").alias("last_trade_id"),
-            _epoch(micros).alias("transact_time"),
-            maker.alias("is_buyer_maker"),
-        )
-    else:
-        frame = trades.select(
-            pl.col("trade_id").alias("id"),
-            "price",
-            pl.col("base_qty").alias("qty"),
-            pl.col("notional").alias("quote_qty"),
-            _epoch(micros).alias("time"),
-            maker.alias("is_buyer_maker"),
-        )
-    return frame.write_csv(include_header=header).encode()
-
-
-def write_binance(
-    trades: pl.DataFrame,
-    root: Path,
-    symbol: str,
-    *,
-    dataset: str = "aggTrades",
-    monthly: bool = True,
-    daily: bool = False,
-    header: bool = True,
-    micros: bool = False,
-) -> list[Path]:
-    """Binance USD-M files (zip + CHECKSUM) under ``root`` for every month and/or day traded."""
-    native = to_native("binance-futures", symbol)
-    written: list[Path] = []
-    groups: list[tuple[str, str]] = []
-    if monthly:
-        groups.append(("monthly", "%Y-%m"))
-    if daily:
-        groups.append(("daily", "%Y-%m-%d"))
-    for frequency, fmt in groups:
-        keyed = trades.with_columns(pl.col("exchange_ts").dt.strftime(fmt).alias("_period"))
-        for (period,), part in keyed.group_by("_period", maintain_order=True):
-            name = f"{native}-{dataset}-{period}"
-            folder = root / "data/futures/um" / frequency / dataset / native
-            data = binance_csv(part.drop("_period"), dataset, header=header, micros=micros)
-            path = write_zip(folder / f"{name}.zip", f"{name}.csv", data)
-            written += [path, write_checksum(path)]
-    return written
-
-
-def okx_csv(
-    trades: pl.DataFrame,
-    symbol: str,
-    *,
-    header: bool = True,
-    extra_column: bool = False,
-    contract_value_at: Callable[[datetime], float] | None = None,
-) -> bytes:
-    """OKX trade CSV bytes: sizes in contracts at the contract value in force per trade
-    (``contract_value_at``, default the package's table)."""
-    native = to_native(OKX, symbol)
-    inverse = parse_symbol(symbol).is_inverse
-    value_at = contract_value_at or (lambda ts: contract_value(OKX, symbol, ts))
-    values = [value_at(ts) for ts in trades["exchange_ts"]]
-    ct_val = pl.Series("ct_val", values, dtype=pl.Float64)
-    size = (pl.col("notional") if inverse else pl.col("base_qty")) / ct_val
-    frame = trades.select(
-        pl.lit(native).alias("instrument_name"),
-        "trade_id",
-        pl.when(pl.col("is_taker_buy")).then(pl.lit("buy")).otherwise(pl.lit("sell")).alias("side"),
-        "price",
-        size.round(8).alias("size"),
-        _epoch(False).alias("created_time"),
-    )
-    if extra_column:
-        frame = frame.with_columns(pl.lit(0).alias("source"))
-    return frame.write_csv(include_header=header).encode()
-
-
-def write_okx(
-    trades: pl.DataFrame,
-    root: Path,
-    symbol: str,
-    *,
-    header: bool = True,
-    extra_column: bool = False,
-    empty_days: tuple[date, ...] = (),
-    contract_value_at: Callable[[datetime], float] | None = None,
-) -> list[Path]:
-    """OKX daily trade zips under ``root``, one per UTC+8 day traded (plus ``empty_days``)."""
-    native = to_native(OKX, symbol)
-    keyed = trades.with_columns(
-        (pl.col("exchange_ts") + UTC_OFFSET).dt.date().alias("_day")  # the UTC+8 date
-    )
-    parts = {day: part.drop("_day") for (day,), part in keyed.group_by("_day")}
-    for day in empty_days:
-        parts.setdefault(day, trades.clear())
-    written = []
-    for day, part in sorted(parts.items()):
-        name = f"{native}-trades-{day}"
-        folder = root / "cdn/okex/traderecords/trades/daily" / f"{day:%Y%m%d}"
-        data = okx_csv(
-            part,
-            symbol,
-            header=header,
-            extra_column=extra_column,
-            contract_value_at=contract_value_at,
-        )
-        written.append(write_zip(folder / f"{name}.zip", f"{name}.csv", data))
-    return written
-
-
 def write_tardis(trades: pl.DataFrame, path: Path, exchange: str, symbol: str) -> Path:
     """A Tardis-style CSV (µs; gzip when ``path`` ends in ``.gz``)."""
     frame = trades.select(
         pl.lit(exchange).alias("exchange"),
         pl.lit(symbol).alias("symbol"),
-        _epoch(True).alias("timestamp"),
+        epoch(True).alias("timestamp"),
         pl.col("arrival_ts").dt.epoch("us").alias("local_timestamp"),
         pl.col("trade_id").alias("id"),
         pl.when(pl.col("is_taker_buy")).then(pl.lit("buy")).otherwise(pl.lit("sell")).alias("side"),
@@ -304,12 +187,9 @@ def sample_trades(
 __all__ = [
     "ArchiveServer",
     "Fault",
-    "binance_csv",
-    "okx_csv",
+    "epoch",
     "sample_trades",
-    "write_binance",
     "write_checksum",
-    "write_okx",
     "write_tardis",
     "write_zip",
 ]

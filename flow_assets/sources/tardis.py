@@ -23,7 +23,6 @@ import requests
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.sources import http
-from flow_assets.sources.binance import to_micros
 from flow_assets.sources.csvstream import (
     CsvFormat,
     base_and_notional,
@@ -31,6 +30,7 @@ from flow_assets.sources.csvstream import (
     read_trades,
     taker_buy,
     text,
+    to_micros,
 )
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.http import Progress

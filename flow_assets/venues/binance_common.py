@@ -1,4 +1,4 @@
-"""What Binance's two futures venues share in their catalogs: the ``exchangeInfo`` document.
+"""What Binance's two futures venues share: the ``exchangeInfo`` document and the archive CSV.
 
 USD-M (``GET /fapi/v1/exchangeInfo``) and COIN-M (``GET /dapi/v1/exchangeInfo``) answer one
 document holding every symbol (no pagination, no parameters), each symbol with the same core
@@ -6,12 +6,28 @@ fields; a ``deliveryDate`` of 2100-12-25 08:00 UTC means no delisting is planned
 shared reading of that date, the fetch and the mirror's answer of one such document, and the
 builders of its exact shape (for tests, samples and the demo). Each venue's module adds its own
 fields and row mapping.
+
+CSV of the USD-M and COIN-M archives (:class:`BinanceCsv`): aggTrades
+``agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker``
+(spot adds ``is_best_match``), trades ``id,price,qty,quote_qty,time,is_buyer_maker``.
+A header row may be present or not (futures files before 2022 have none);
+times are ms or µs, decided per value by magnitude (>= 1e14 is µs); booleans ``true``/``True``.
+Normalized: ``trade_id`` = agg_trade_id or id, ``base_qty`` = quantity, ``notional`` =
+price * quantity, ``is_taker_buy`` = not is_buyer_maker, ``arrival_ts`` null. Row policies
+(zero quantity, duplicate ids, order) are those of :mod:`flow_assets.sources.report`.
+
+Known defect: in the ``trades`` dataset ``is_buyer_maker`` is true on every row since 2026-07-03.
+A day with at least ``ONE_SIDED_MIN_TRADES`` trades all on one side is refused with
+:class:`ArchiveDefectError`, never turned into bars; aggTrades keep the side.
+
+The mirror's writer of these CSVs (:func:`binance_csv`) is here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -20,10 +36,31 @@ import requests
 from flow_assets.catalog.fetch import get_json, non_empty
 from flow_assets.catalog.mirror import ms
 from flow_assets.catalog.model import EPOCH, from_ms
+from flow_assets.metrics.schema import UTC_MICROS
+from flow_assets.sources.csvstream import (
+    CsvFormat,
+    base_and_notional,
+    field,
+    read_trades,
+    text,
+    to_micros,
+)
+from flow_assets.sources.errors import ArchiveDefectError
+from flow_assets.sources.mirror import epoch
+from flow_assets.sources.report import empty_trades
 
 NO_DELIVERY_MS = 4133404800000  # deliveryDate of a perpetual with no delisting planned
 _NO_DELIVERY = EPOCH + timedelta(milliseconds=NO_DELIVERY_MS)
 _STABLES = ("USDT", "USDC", "FDUSD", "BUSD")
+DATASETS = ("aggTrades", "trades")
+ONE_SIDED_MIN_TRADES = 10
+
+# Positions of (id, price, quantity, time, is_buyer_maker) in each dataset's rows.
+_FIELDS = {"aggTrades": (0, 1, 2, 5, 6), "trades": (0, 1, 2, 4, 5)}
+_WIDTHS = {"aggTrades": (7, 8), "trades": (6, 7)}
+# The dtype of every field (the last, spot's is_best_match, included) read first.
+_I, _F, _B = pl.Int64(), pl.Float64(), pl.Boolean()
+_DTYPES = {"aggTrades": (_I, _F, _F, _I, _I, _I, _B, _B), "trades": (_I, _F, _F, _F, _I, _B, _B)}
 
 
 def delisted(delivery_date: object, where: str) -> datetime | None:
@@ -138,3 +175,123 @@ def binance_exchange_info(symbols: list[dict[str, Any]], server_time: datetime) 
         ],
         "symbols": symbols,
     }  # fmt: skip
+
+
+# --- archive CSV ----------------------------------------------------------------------------
+
+
+def _taker_buy(raw: pl.DataFrame, index: int) -> pl.Expr:
+    """Not ``is_buyer_maker`` (``true``/``false`` in any case; else null)."""
+    if raw.schema[f"c{index}"] == pl.Boolean:
+        return pl.col(f"c{index}").not_()
+    maker = text(index).str.to_lowercase()
+    return pl.when(maker == "false").then(True).when(maker == "true").then(False).otherwise(None)
+
+
+class BinanceCsv(CsvFormat):
+    """The CSV of one Binance archive file (``aggTrades`` or ``trades``).
+
+    ``inverse_contract_value`` (USD per contract) reads COIN-M files, whose quantity is contracts:
+    ``notional = quantity * value``, ``base_qty = notional / price``.
+    """
+
+    def __init__(self, dataset: str = "aggTrades", inverse_contract_value: float | None = None):
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; supported: {', '.join(DATASETS)}")
+        self.widths = _WIDTHS[dataset]
+        self.fields = _FIELDS[dataset]
+        self.dtypes = _DTYPES[dataset]
+        self.inverse_contract_value = inverse_contract_value
+
+    def columns(self) -> dict[int, pl.DataType]:
+        return dict(enumerate(self.dtypes))
+
+    def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
+        id_col, price_col, qty_col, time_col, maker_col = self.fields
+        quantity = field(raw, qty_col, pl.Float64())
+        price = field(raw, price_col, pl.Float64())
+        base_qty, notional = base_and_notional(quantity, price, self.inverse_contract_value)
+        return raw.select(
+            to_micros(field(raw, time_col, pl.Int64())).alias("exchange_ts"),
+            pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),
+            field(raw, id_col, pl.Int64()).alias("trade_id"),
+            price.alias("price"),
+            base_qty.alias("base_qty"),
+            notional.alias("notional"),
+            _taker_buy(raw, maker_col).alias("is_taker_buy"),
+        )
+
+
+def read_binance_csv(
+    path: Path,
+    dataset: str = "aggTrades",
+    *,
+    name: str | None = None,
+    inverse_contract_value: float | None = None,
+) -> pl.DataFrame:
+    """One Binance archive CSV (plain, gzip or zip) as trades in ``TRADE_SCHEMA``, in source order,
+    unfiltered (see :class:`BinanceCsv`)."""
+    fmt = BinanceCsv(dataset, inverse_contract_value)
+    frames = list(read_trades(path, fmt, name))
+    return pl.concat(frames) if frames else empty_trades()
+
+
+class OneSidedCheck:
+    """Per-day trade counts and buys of one ``trades`` file, to refuse the one-sided defect."""
+
+    def __init__(self) -> None:
+        self.days: pl.DataFrame | None = None
+
+    def add(self, trades: pl.DataFrame) -> None:
+        """Count the next trades of the file."""
+        days = trades.group_by(pl.col("exchange_ts").dt.date().alias("day")).agg(
+            pl.len().alias("n"), pl.col("is_taker_buy").sum().alias("buys")
+        )
+        both = days if self.days is None else pl.concat([self.days, days])
+        self.days = both.group_by("day").agg(pl.col("n").sum(), pl.col("buys").sum())
+
+    def check(self, name: str) -> None:
+        """Refuse the file when a day of it has its trades all on one side (archive defect)."""
+        if self.days is None:
+            return
+        one_sided = (pl.col("buys") == 0) | (pl.col("buys") == pl.col("n"))
+        days = self.days.filter((pl.col("n") >= ONE_SIDED_MIN_TRADES) & one_sided).sort("day")
+        if days.height:
+            listed = ", ".join(str(d) for d in days["day"])
+            raise ArchiveDefectError(
+                f"{name}: every trade of {listed} is on one side: the known Binance archive defect "
+                "(trades dataset: is_buyer_maker true on every row since 2026-07-03). "
+                "Use the aggTrades dataset, which keeps the side."
+            )
+
+
+def check_one_sided(trades: pl.DataFrame, name: str) -> None:
+    """Refuse a day of the ``trades`` dataset whose trades are all on one side (archive defect)."""
+    check = OneSidedCheck()
+    check.add(trades)
+    check.check(name)
+
+
+def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: bool) -> bytes:
+    """Binance USD-M archive CSV bytes (``aggTrades`` or ``trades``) for normalized trades."""
+    maker = pl.when(pl.col("is_taker_buy")).then(pl.lit("false")).otherwise(pl.lit("true"))
+    if dataset == "aggTrades":
+        frame = trades.select(
+            pl.col("trade_id").alias("agg_trade_id"),
+            "price",
+            pl.col("base_qty").alias("quantity"),
+            pl.col("trade_id").alias("first_trade_id"),
+            pl.col("trade_id").alias("last_trade_id"),
+            epoch(micros).alias("transact_time"),
+            maker.alias("is_buyer_maker"),
+        )
+    else:
+        frame = trades.select(
+            pl.col("trade_id").alias("id"),
+            "price",
+            pl.col("base_qty").alias("qty"),
+            pl.col("notional").alias("quote_qty"),
+            epoch(micros).alias("time"),
+            maker.alias("is_buyer_maker"),
+        )
+    return frame.write_csv(include_header=header).encode()

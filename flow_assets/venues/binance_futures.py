@@ -4,32 +4,47 @@
   quoted and margined in USDT, USDC, FDUSD, BUSD or BTC (``ETHBTC``); stablecoins are tried first,
   so a base ending in "BTC" (``WBTCUSDT``) keeps its name.
 * Archive: ``data.binance.vision`` ``data/futures/um/{monthly|daily}/{aggTrades|trades}/...``,
-  zip + ``.CHECKSUM``, UTC days, integer trade ids, quantities in the base asset
-  (:mod:`flow_assets.sources.binance`); base ``FLOW_ASSETS_BINANCE_URL``.
+  zip + ``.CHECKSUM``, UTC days, integer trade ids, quantities in the base asset (below);
+  base ``FLOW_ASSETS_BINANCE_URL``; the CSV is :mod:`flow_assets.venues.binance_common`'s.
 * Catalog: ``GET {base}/fapi/v1/exchangeInfo`` (base ``FLOW_ASSETS_BINANCE_API_URL``, else
   ``https://fapi.binance.com``): one answer holds every symbol (no pagination, no parameters;
   request weight 1 against the per-IP limit its ``rateLimits`` state); symbols with
   ``contractType == "PERPETUAL"`` kept, ``baseAsset``, ``quoteAsset``, ``marginAsset``,
   ``onboardDate``, ``deliveryDate`` (:mod:`flow_assets.venues.binance_common`), ``status``;
   sizes are base units (``ct_val`` 1 of the base).
+
+Layout: ``{base}/data/futures/um/{monthly|daily}/{dataset}/{SYM}/{SYM}-{dataset}-{period}.zip``
+with a ``.zip.CHECKSUM`` beside each file (``<sha256>  <zip name>``). The base is ``base_url``,
+else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``.
+
+Which files: a finished month uses its monthly file when published, else its daily files (UTC
+days); the running month uses the daily files up to yesterday. The month plan, checksum checks,
+coverage and streaming are those of every exchange (:mod:`flow_assets.sources.archive`); this
+module gives the layout and the CSV (:data:`BINANCE`).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import requests
 
+from flow_assets import symbology
 from flow_assets.catalog.model import atlas_id, field, from_ms, instruments_frame, items_of
 from flow_assets.catalog.samples import COINS, MULTIPLIED, SNAPSHOT_AT, listed
-from flow_assets.sources.binance import BINANCE
-from flow_assets.sources.mirror import write_binance
+from flow_assets.sources.archive import Exchange, FetchOptions
+from flow_assets.sources.mirror import write_checksum, write_zip
 from flow_assets.symbology import Instrument, SymbolError, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
 from flow_assets.venues.binance_common import (
+    DATASETS,
+    BinanceCsv,
+    OneSidedCheck,
+    binance_csv,
     binance_exchange_info,
     binance_symbol,
     delisted,
@@ -141,6 +156,82 @@ def sample() -> dict[str, Any]:
                        status="PENDING_TRADING")
     )  # fmt: skip
     return binance_exchange_info(symbols, SNAPSHOT_AT)
+
+
+# --- archive --------------------------------------------------------------------------------
+
+DEFAULT_URL = "https://data.binance.vision"
+URL_ENV = "FLOW_ASSETS_BINANCE_URL"
+
+
+def file_url(base: str, native: str, dataset: str, period: str) -> str:
+    """URL of one archive zip; ``period`` is ``YYYY-MM`` (monthly) or ``YYYY-MM-DD`` (daily)."""
+    frequency = "monthly" if len(period) == 7 else "daily"
+    return f"{base}/data/futures/um/{frequency}/{dataset}/{native}/{native}-{dataset}-{period}.zip"
+
+
+def daily_url(base: str, native: str, dataset: str, day: date) -> str:
+    """URL of the file of the UTC ``day``."""
+    return file_url(base, native, dataset, f"{day:%Y-%m-%d}")
+
+
+def monthly_url(base: str, native: str, dataset: str, month: date) -> str:
+    """URL of the file of the whole UTC ``month``."""
+    return file_url(base, native, dataset, f"{month:%Y-%m}")
+
+
+def _csv_format(symbol: str, options: FetchOptions) -> BinanceCsv:
+    """USD-M quantities are in the base asset: there are no contract values to apply."""
+    if options.contract_values is not None:
+        raise ValueError(f"{NAME} sizes are not contracts; contract_values does not apply")
+    return BinanceCsv(options.dataset)
+
+
+def _one_sided_check(options: FetchOptions) -> OneSidedCheck | None:
+    return OneSidedCheck() if options.dataset == "trades" else None
+
+
+BINANCE = Exchange(
+    name=NAME,
+    default_url=DEFAULT_URL,
+    url_env=URL_ENV,
+    daily_url=daily_url,
+    monthly_url=monthly_url,
+    checksum_url=lambda url: url + ".CHECKSUM",
+    csv_format=_csv_format,
+    datasets=DATASETS,
+    file_check=_one_sided_check,
+)
+
+
+def write_binance(
+    trades: pl.DataFrame,
+    root: Path,
+    symbol: str,
+    *,
+    dataset: str = "aggTrades",
+    monthly: bool = True,
+    daily: bool = False,
+    header: bool = True,
+    micros: bool = False,
+) -> list[Path]:
+    """Binance USD-M files (zip + CHECKSUM) under ``root`` for every month and/or day traded."""
+    native = symbology.to_native(NAME, symbol)
+    written: list[Path] = []
+    groups: list[tuple[str, str]] = []
+    if monthly:
+        groups.append(("monthly", "%Y-%m"))
+    if daily:
+        groups.append(("daily", "%Y-%m-%d"))
+    for frequency, fmt in groups:
+        keyed = trades.with_columns(pl.col("exchange_ts").dt.strftime(fmt).alias("_period"))
+        for (period,), part in keyed.group_by("_period", maintain_order=True):
+            name = f"{native}-{dataset}-{period}"
+            folder = root / "data/futures/um" / frequency / dataset / native
+            data = binance_csv(part.drop("_period"), dataset, header=header, micros=micros)
+            path = write_zip(folder / f"{name}.zip", f"{name}.csv", data)
+            written += [path, write_checksum(path)]
+    return written
 
 
 VENUE = Venue(

@@ -4,7 +4,7 @@
   ``perpetual-BTC-USD:BTC``); the quarterly ``BTCUSD_260626`` are futures, not listed here.
 * Archive: ``{base}/data/futures/cm/{monthly|daily}/{aggTrades|trades}/{SYM}/{SYM}-{dataset}-
   {period}.zip`` with a ``.zip.CHECKSUM`` beside each, the same CSV as USD-M
-  (:class:`~flow_assets.sources.binance.BinanceCsv`), UTC days, integer trade ids; a finished
+  (:class:`~flow_assets.venues.binance_common.BinanceCsv`), UTC days, integer trade ids; a finished
   month without a monthly file reads its daily files. Base ``FLOW_ASSETS_BINANCE_CM_URL``, else
   ``https://data.binance.vision`` (the USD-M host). The ``trades`` dataset's one-sided defect
   (since 2026-07-01 on COIN-M) is refused as on USD-M.
@@ -32,20 +32,18 @@ from flow_assets import symbology
 from flow_assets.catalog.model import CatalogShapeError, from_ms, instruments_frame
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
-from flow_assets.sources.binance import (
+from flow_assets.sources.contracts import ContractValues, specs_history
+from flow_assets.sources.csvstream import field, to_micros
+from flow_assets.sources.errors import MalformedCsvError
+from flow_assets.sources.mirror import write_checksum, write_zip
+from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
+from flow_assets.venues.base import CatalogReader, Venue
+from flow_assets.venues.binance_common import (
     DATASETS,
     BinanceCsv,
     OneSidedCheck,
     _taker_buy,
-    to_micros,
-)
-from flow_assets.sources.contracts import ContractValues, specs_history
-from flow_assets.sources.csvstream import field
-from flow_assets.sources.errors import MalformedCsvError
-from flow_assets.sources.mirror import binance_csv, write_checksum, write_zip
-from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
-from flow_assets.venues.base import CatalogReader, Venue
-from flow_assets.venues.binance_common import (
+    binance_csv,
     binance_exchange_info,
     binance_symbol,
     delisted,

@@ -4,7 +4,7 @@
   ``<BASE>-USD-SWAP`` inverse (``perpetual-<BASE>-USD:<BASE>``), ``<BASE>-USD_UM-SWAP`` linear
   settled in USD (``perpetual-<BASE>-USD:USD``).
 * Archive: ``static.okx.com`` daily zips on UTC+8 days, no checksums, integer trade ids, sizes
-  in contracts converted with the catalog's contract values (:mod:`flow_assets.sources.okx`);
+  in contracts converted with the catalog's contract values (below);
   base ``FLOW_ASSETS_OKX_URL``.
 * Catalog: ``GET {base}/api/v5/public/instruments?instType=SWAP`` (base
   ``FLOW_ASSETS_OKX_API_URL``, else ``https://www.okx.com``): one answer holds every swap (no
@@ -12,18 +12,50 @@
   ``code`` is an :class:`OkxApiError`. Fields: ``instId``, ``ctType`` (linear/inverse),
   ``ctVal * ctMult`` in ``ctValCcy`` (the contract value), ``settleCcy``, ``listTime``,
   ``expTime``, ``state``.
+
+Archive layout:
+``{base}/cdn/okex/traderecords/trades/daily/{YYYYMMDD}/{INST}-trades-{YYYY-MM-DD}.zip``;
+the base is ``base_url``, else ``$FLOW_ASSETS_OKX_URL``, else ``https://static.okx.com``.
+
+**Days are UTC+8 days**: the file dated D holds trades from D 00:00 UTC+8 (D-1 16:00 UTC) to
+D+1 00:00 UTC+8. A UTC month therefore reads the files dated from its first day through the
+first day of the next month and keeps the trades whose ``created_time`` falls in the month
+(the others count as ``outside_period``). A running month ends at 00:00 UTC of the date of the
+last published file (the last complete UTC day); a day's file appears some time after the day
+ends, so recent absent files are *not published yet*, not missing (see
+:mod:`flow_assets.sources.archive`, which plans, downloads and streams every exchange's files).
+
+CSV: header ``instrument_name,trade_id,side,price,size,created_time`` (``created_time`` in ms;
+``side`` is the taker side); later files add a seventh column ``source`` (ignored). Columns are
+found by header name, in any order; a header missing one of them or naming another column is
+refused (:class:`MalformedCsvError` with the file and the header). Without a header the first six
+columns are taken in that order. ``size`` may be written in scientific notation (``1.772e-05``).
+
+``size`` is in contracts, converted with the contract value in force at the trade's time
+(``contract_values``: rows ``valid_from``, ``valid_to``, ``ct_val``, see
+:class:`ContractValues`; by default the package's table,
+:func:`flow_assets.symbology.contract_specs`): linear ``base_qty = size * ctVal`` and
+``notional = price * base_qty``; inverse ``notional = size * ctVal`` (USD) and
+``base_qty = notional / price``. A trade with no value in force raises
+:class:`MissingContractValueError`.
+
+OKX publishes no checksums: each file's sha256 and size go into the report
+(``checksum_verified`` false), and every file of the month is downloaded before reading (which
 """
 
 from __future__ import annotations
 
 import re
 import zlib
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import requests
 
+from flow_assets import symbology
 from flow_assets.catalog.fetch import CatalogFetchError, get_json, non_empty
 from flow_assets.catalog.mirror import ms
 from flow_assets.catalog.model import (
@@ -35,9 +67,15 @@ from flow_assets.catalog.model import (
     number,
 )
 from flow_assets.catalog.samples import COINS, listed
-from flow_assets.sources.mirror import write_okx
-from flow_assets.sources.okx import OKX
-from flow_assets.symbology import Instrument, format_symbol
+from flow_assets.metrics.schema import UTC_MICROS
+from flow_assets.sources.archive import Exchange, FetchOptions
+from flow_assets.sources.contracts import ContractValues, specs_history
+from flow_assets.sources.csvstream import CsvFormat, read_trades, taker_buy, text, to_micros
+from flow_assets.sources.csvstream import field as csv_field
+from flow_assets.sources.errors import MalformedCsvError
+from flow_assets.sources.mirror import epoch, write_zip
+from flow_assets.sources.report import empty_trades
+from flow_assets.symbology import Instrument, contract_value, format_symbol, parse_symbol
 from flow_assets.venues.base import CatalogReader, Venue
 
 NAME = "okx-perps"
@@ -72,6 +110,198 @@ def from_native(native: str) -> Instrument | None:
     if quote == "USD_UM":
         return Instrument("perpetual", base, "USD", "USD")
     return Instrument("perpetual", base, quote, base if quote == "USD" else quote)
+
+
+# --- archive --------------------------------------------------------------------------------
+
+DEFAULT_URL = "https://static.okx.com"
+URL_ENV = "FLOW_ASSETS_OKX_URL"
+COLUMNS = ("instrument_name", "trade_id", "side", "price", "size", "created_time")
+IGNORED_COLUMNS = ("source",)
+UTC_OFFSET = timedelta(hours=8)
+
+
+def file_url(base: str, native: str, day: date) -> str:
+    """URL of the trade file dated ``day`` (a UTC+8 day)."""
+    return f"{base}/cdn/okex/traderecords/trades/daily/{day:%Y%m%d}/{native}-trades-{day}.zip"
+
+
+def contract_values_from_specs(symbol: str) -> pl.DataFrame:
+    """The contract value history of ``symbol`` from the package's table."""
+    return specs_history(NAME, symbol)
+
+
+def _header_positions(header: str, width: int | None, name: str) -> dict[str, int]:
+    """The position of each column in ``header``; refuses an unknown header."""
+    names = [h.strip().lstrip("\ufeff") for h in header.split(",")]
+    missing = [c for c in COLUMNS if c not in names]
+    unknown = [n for n in names if n not in COLUMNS + IGNORED_COLUMNS]
+    problems = [f"missing {missing}"] * bool(missing) + [f"unknown {unknown}"] * bool(unknown)
+    if len(set(names)) != len(names):
+        problems.append("repeated names")
+    if problems:
+        expected = ",".join(COLUMNS)
+        raise MalformedCsvError(
+            name,
+            1,
+            f"unknown OKX trade header {header.strip()!r} ({'; '.join(problems)}); "
+            f"expected {expected} in any order, optionally with source",
+        )
+    if width is not None and width != len(names):
+        raise MalformedCsvError(name, 2, f"{width} fields, the header names {len(names)}")
+    return {column: names.index(column) for column in COLUMNS}
+
+
+class OkxCsv(CsvFormat):
+    """The CSV of one OKX trade file of the Atlas perpetual ``symbol``; sizes converted with
+    ``contract_values`` (None: :func:`contract_values_from_specs`)."""
+
+    widths = (6, 7, 8)
+
+    def __init__(self, symbol: str, contract_values: pl.DataFrame | None = None) -> None:
+        self.symbol = symbol
+        self.native = symbology.to_native(NAME, symbol)
+        self.inverse = parse_symbol(symbol).is_inverse
+        self.invalid_reason = f"instrument is not {self.native}"
+        if contract_values is None:
+            contract_values = contract_values_from_specs(symbol)
+        self.values = ContractValues(self.native, contract_values)
+        self.position = {column: i for i, column in enumerate(COLUMNS)}
+        self.name = self.native
+
+    def start(self, header: str | None, first_row: str, name: str) -> None:
+        self.name = name
+        if header is not None:
+            width = first_row.count(",") + 1 if first_row else None
+            self.position = _header_positions(header, width, name)
+
+    def columns(self) -> dict[int, pl.DataType]:
+        numbers = {"trade_id": pl.Int64(), "price": pl.Float64(), "size": pl.Float64()}
+        numbers["created_time"] = pl.Int64()
+        return {i: numbers.get(column, pl.String()) for column, i in self.position.items()}
+
+    def convert(self, raw: pl.DataFrame) -> pl.DataFrame:
+        at = self.position
+        ts = to_micros(csv_field(raw, at["created_time"], pl.Int64()))
+        raw = raw.with_columns(ts.alias("_ts"))
+        raw = raw.with_columns(self.values.expr(pl.col("_ts")).alias("_ct_val"))
+        self.values.check(raw["_ts"], raw["_ct_val"], self.name)
+        ts, ct_val = pl.col("_ts"), pl.col("_ct_val")
+        size = csv_field(raw, at["size"], pl.Float64())
+        price = csv_field(raw, at["price"], pl.Float64())
+        if self.inverse:
+            notional = size * ct_val
+            base_qty = notional / price
+        else:
+            base_qty = size * ct_val
+            notional = price * base_qty
+        return raw.select(
+            ts.alias("exchange_ts"),
+            pl.lit(None, dtype=UTC_MICROS).alias("arrival_ts"),
+            csv_field(raw, at["trade_id"], pl.Int64()).alias("trade_id"),
+            price.alias("price"),
+            base_qty.alias("base_qty"),
+            notional.alias("notional"),
+            taker_buy(text(at["side"])).alias("is_taker_buy"),
+            (text(at["instrument_name"]) == self.native).alias("_valid"),
+        )
+
+
+def read_okx_csv(
+    path: Path,
+    symbol: str,
+    *,
+    name: str | None = None,
+    contract_values: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One OKX trade CSV (plain, gzip or zip) as trades in ``TRADE_SCHEMA``, in source order,
+    unfiltered."""
+    frames = list(read_trades(path, OkxCsv(symbol, contract_values), name))
+    return pl.concat(frames) if frames else empty_trades()
+
+
+def daily_url(base: str, native: str, dataset: str, day: date) -> str:
+    """URL of the trade file dated ``day`` (one dataset: ``dataset`` is not part of it)."""
+    return file_url(base, native, day)
+
+
+def _csv_format(symbol: str, options: FetchOptions) -> OkxCsv:
+    return OkxCsv(symbol, options.contract_values)
+
+
+# OKX has a single trades dataset; it answers to the default name every exchange accepts.
+OKX = Exchange(
+    name=NAME,
+    default_url=DEFAULT_URL,
+    url_env=URL_ENV,
+    daily_url=daily_url,
+    csv_format=_csv_format,
+    day_offset=UTC_OFFSET,
+    version_tag="okx",
+    sizes_in_contracts=True,
+)
+
+
+def okx_csv(
+    trades: pl.DataFrame,
+    symbol: str,
+    *,
+    header: bool = True,
+    extra_column: bool = False,
+    contract_value_at: Callable[[datetime], float] | None = None,
+) -> bytes:
+    """OKX trade CSV bytes: sizes in contracts at the contract value in force per trade
+    (``contract_value_at``, default the package's table)."""
+    native = symbology.to_native(NAME, symbol)
+    inverse = parse_symbol(symbol).is_inverse
+    value_at = contract_value_at or (lambda ts: contract_value(NAME, symbol, ts))
+    values = [value_at(ts) for ts in trades["exchange_ts"]]
+    ct_val = pl.Series("ct_val", values, dtype=pl.Float64)
+    size = (pl.col("notional") if inverse else pl.col("base_qty")) / ct_val
+    frame = trades.select(
+        pl.lit(native).alias("instrument_name"),
+        "trade_id",
+        pl.when(pl.col("is_taker_buy")).then(pl.lit("buy")).otherwise(pl.lit("sell")).alias("side"),
+        "price",
+        size.round(8).alias("size"),
+        epoch(False).alias("created_time"),
+    )
+    if extra_column:
+        frame = frame.with_columns(pl.lit(0).alias("source"))
+    return frame.write_csv(include_header=header).encode()
+
+
+def write_okx(
+    trades: pl.DataFrame,
+    root: Path,
+    symbol: str,
+    *,
+    header: bool = True,
+    extra_column: bool = False,
+    empty_days: tuple[date, ...] = (),
+    contract_value_at: Callable[[datetime], float] | None = None,
+) -> list[Path]:
+    """OKX daily trade zips under ``root``, one per UTC+8 day traded (plus ``empty_days``)."""
+    native = symbology.to_native(NAME, symbol)
+    keyed = trades.with_columns(
+        (pl.col("exchange_ts") + UTC_OFFSET).dt.date().alias("_day")  # the UTC+8 date
+    )
+    parts = {day: part.drop("_day") for (day,), part in keyed.group_by("_day")}
+    for day in empty_days:
+        parts.setdefault(day, trades.clear())
+    written = []
+    for day, part in sorted(parts.items()):
+        name = f"{native}-trades-{day}"
+        folder = root / "cdn/okex/traderecords/trades/daily" / f"{day:%Y%m%d}"
+        data = okx_csv(
+            part,
+            symbol,
+            header=header,
+            extra_column=extra_column,
+            contract_value_at=contract_value_at,
+        )
+        written.append(write_zip(folder / f"{name}.zip", f"{name}.csv", data))
+    return written
 
 
 # --- catalog --------------------------------------------------------------------------------
