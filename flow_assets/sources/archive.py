@@ -101,7 +101,9 @@ class Exchange:
     Atlas symbol. ``datasets`` are the names accepted (the first is the default).
     ``version_tag`` prefixes probe versions made from HEAD responses (sensors store them).
     ``sizes_in_contracts``: its sizes are contracts, converted with the instrument's contract
-    values (``FetchOptions.contract_values``, from the catalog).
+    values (``FetchOptions.contract_values``, from the catalog). ``listing_url``: where the
+    archive answers S3 ListObjectsV2 listings by prefix (None: it has no listing; sensors then
+    probe day files, :mod:`flow_assets.sources.probing`).
     """
 
     name: str
@@ -116,6 +118,7 @@ class Exchange:
     file_check: Callable[[FetchOptions], FileCheck | None] = no_file_check
     version_tag: str = "head"
     sizes_in_contracts: bool = False
+    listing_url: str | None = None
 
     def base_url(self, value: str | None = None) -> str:
         """The archive root: ``value``, else the environment variable, else the public one."""

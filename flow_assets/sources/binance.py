@@ -43,6 +43,9 @@ from flow_assets.sources.report import empty_trades
 
 EXCHANGE = "binance-futures"
 DEFAULT_URL = "https://data.binance.vision"
+# The archive is the S3 bucket ``data.binance.vision``: its host serves files, the bucket's
+# regional endpoint answers ListObjectsV2 listings (what the archive's browsable index reads).
+LISTING_URL = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
 URL_ENV = "FLOW_ASSETS_BINANCE_URL"
 DATASETS = ("aggTrades", "trades")
 ONE_SIDED_MIN_TRADES = 10
@@ -192,4 +195,5 @@ BINANCE = Exchange(
     csv_format=_csv_format,
     datasets=DATASETS,
     file_check=_one_sided_check,
+    listing_url=LISTING_URL,
 )
