@@ -3,7 +3,8 @@
 Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix),
 ``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
 ``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
-``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL``, ``FLOW_ASSETS_BINANCE_API_URL``,
+``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_OKX_URL``, ``FLOW_ASSETS_BINANCE_LISTING_URL`` (where the
+Binance archive answers S3 listings), ``FLOW_ASSETS_BINANCE_API_URL``,
 ``FLOW_ASSETS_OKX_API_URL`` (the catalogs' metadata APIs), ``FLOW_ASSETS_INSTRUMENTS``,
 ``FLOW_ASSETS_FRESHNESS_LAG_DAYS`` (days the running month's bars may lag, default 2) and
 ``FLOW_ASSETS_ALERT_WEBHOOK_URL`` (where failed runs are POSTed as JSON; unset: no alert).
@@ -26,6 +27,7 @@ from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
 from flow_assets.orchestration.automation import (
     RETRY_BACKOFF,
+    SENSOR_LIMITS,
     build_automation,
     build_flow_jobs,
 )
@@ -43,6 +45,7 @@ from flow_assets.orchestration.resources import (
     FlowStore,
     FreshnessSettings,
 )
+from flow_assets.sources.probing import ProbeLimits
 
 
 def _from_env(name: str) -> dg.EnvVar | None:
@@ -68,6 +71,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "archives": ArchiveSources(
             binance_url=_from_env("FLOW_ASSETS_BINANCE_URL"),
             okx_url=_from_env("FLOW_ASSETS_OKX_URL"),
+            binance_listing_url=_from_env("FLOW_ASSETS_BINANCE_LISTING_URL"),
         ),
         "instruments": InstrumentsFile(path=_from_env("FLOW_ASSETS_INSTRUMENTS")),
         "catalog_api": CatalogApi(
@@ -90,16 +94,18 @@ def build_definitions(
     resources: dict[str, dg.ConfigurableResource] | None = None,
     settings: FlowSettings | None = None,
     retry_backoff: timedelta = RETRY_BACKOFF,
+    probe_limits: ProbeLimits = SENSOR_LIMITS,
 ) -> dg.Definitions:
     """All assets, checks, jobs, sensors and schedules. ``instruments_sensor`` tracks the
     instruments file of the ``instruments`` resource, re-read on every tick, or ``instruments``
     when given (tests, the demo). Resources not given are the environment's
-    (:func:`default_resources`)."""
+    (:func:`default_resources`). ``probe_limits``: what a tick of ``archive_sensor`` may spend
+    on probes."""
     if instruments is not None and not isinstance(instruments, InstrumentsConfig):
         instruments = InstrumentsConfig(entries=tuple(instruments))
     partitions = FlowPartitions()
     flow_jobs = build_flow_jobs(partitions)
-    archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff)
+    archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff, probe_limits)
     catalog_assets, catalog_job, catalog_schedule = build_catalog_automation(partitions)
     freshness_checks, freshness_job, freshness_schedule = build_freshness(partitions)
     return dg.Definitions(

@@ -18,6 +18,7 @@ from dagster_aws.s3 import S3Resource
 from flow_assets.catalog import contract_values
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.sources import FetchReport, exchange_for, ingest_month, probe_month
+from flow_assets.sources.probing import DayFiles, Net, Target, probe_target
 from flow_assets.sources.tardis import ingest_tardis_month
 from flow_assets.store import DEFAULT_LOCAL_ROOT, ObjectStore, open_store
 from flow_assets.symbology import to_native
@@ -27,12 +28,15 @@ class ArchiveSources(dg.ConfigurableResource):
     """Where raw trades come from: the exchange archives (or an entry's Tardis-style CSVs).
 
     An empty URL means the source's own default (``FLOW_ASSETS_BINANCE_URL`` /
-    ``FLOW_ASSETS_OKX_URL``, else the exchange's public archive).
+    ``FLOW_ASSETS_OKX_URL``, else the exchange's public archive). ``binance_listing_url`` is
+    where Binance's archive answers S3 listings: empty means the configured ``binance_url``
+    (a mirror lists what it serves), else the public bucket's endpoint.
     """
 
     binance_url: str | None = None
     okx_url: str | None = None
     binance_dataset: str = "aggTrades"
+    binance_listing_url: str | None = None
 
     def _base_url(self, exchange: str) -> str | None:
         url = self.binance_url if exchange == "binance-futures" else self.okx_url
@@ -88,6 +92,35 @@ class ArchiveSources(dg.ConfigurableResource):
             base_url=self._base_url(entry.exchange),
             today=today,
         )
+
+    def listing_url(self, exchange: str) -> str | None:
+        """Where ``exchange``'s archive answers listings; None when it has no listing."""
+        default = exchange_for(exchange).listing_url
+        if default is None:
+            return None
+        explicit = self.binance_listing_url if exchange == "binance-futures" else None
+        return explicit or self._base_url(exchange) or default
+
+    def probe_recent(
+        self,
+        net: Net,
+        entry: InstrumentEntry,
+        months: list[date],
+        states: dict[str, DayFiles],
+        today: date,
+    ) -> dict[str, str]:
+        """The archive version of each of ``months`` (finished) of ``entry`` that is out,
+        within the tick's budget ``net``; what is learnt of day files is kept in
+        ``states[entry.key]`` as it comes. No Tardis probing."""
+        if entry.tardis or not months:
+            return {}
+        exchange = exchange_for(entry.exchange)
+        dataset = self.binance_dataset
+        dataset = dataset if dataset in exchange.datasets else exchange.datasets[0]
+        target = Target(exchange, to_native(entry.exchange, entry.symbol), dataset, months)
+        base = exchange.base_url(self._base_url(entry.exchange))
+        listing = self.listing_url(entry.exchange)
+        return probe_target(net, base, listing, target, states, entry.key, today)
 
 
 def _contract_values(entry: InstrumentEntry, history: pl.DataFrame | None) -> pl.DataFrame | None:

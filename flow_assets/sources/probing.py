@@ -6,9 +6,11 @@ Two mechanisms, chosen by what the exchange offers (its :class:`~.archive.Exchan
   ListObjectsV2 request (``?list-type=2&prefix=...&start-after=...``, paginated by
   ``continuation-token``) per instrument lists its monthly files from the first month wanted,
   with their ETags and sizes; only when a month has no monthly file is its daily folder listed
-  too (one more request). A month's version is the digest of its files' listing entries (the
-  monthly zip and CHECKSUM when the CHECKSUM is out, else the daily ones): a reissued file
-  changes its ETag, so the version.
+  too (one more request). A month's version is the digest of the listing entries (ETag, size)
+  of its files' CHECKSUMs (the monthly one when out, else the daily ones; the files themselves
+  for an exchange without checksums): a reissued file has a new CHECKSUM, so a new ETag (the
+  MD5 of a single-part object), as the CHECKSUM text made the version before. The zip itself
+  is verified against its CHECKSUM when it is read.
 * **Day files without a listing** (OKX). Per instrument, a :class:`DayFiles` state remembers the
   signature (HEAD: ETag, Content-Length, Last-Modified) of each file of the window (the files
   the lookback months need). A visit HEADs only the files after the last one decided (the
@@ -283,11 +285,9 @@ def _folder(key: str) -> str:
 
 
 def _entries(listed: dict[str, Listed], *keys: str) -> list[str]:
-    """``name:etag:size`` of each of ``keys`` listed (each key once)."""
+    """``name:etag:size`` of each of ``keys`` that is listed."""
     return [
-        f"{k.rsplit('/', 1)[-1]}:{listed[k].etag}:{listed[k].size}"
-        for k in dict.fromkeys(keys)
-        if k in listed
+        f"{k.rsplit('/', 1)[-1]}:{listed[k].etag}:{listed[k].size}" for k in keys if k in listed
     ]
 
 
@@ -302,7 +302,7 @@ def probe_listed(net: Net, listing_url: str, target: Target) -> dict[str, str]:
         for month in target.months:
             key = target.key(exchange.monthly_url, month)
             if target.checksum_key(key) in found:
-                parts = _entries(found, key, target.checksum_key(key))
+                parts = _entries(found, target.checksum_key(key))
                 versions[month.isoformat()] = digest("list:monthly", parts)
             else:
                 daily_months.append(month)
@@ -324,7 +324,7 @@ def _probe_daily(
         for day in month_dates(target.exchange, month):
             key = target.key(daily, day)
             if target.checksum_key(key) in found:
-                parts += _entries(found, key, target.checksum_key(key))
+                parts += _entries(found, target.checksum_key(key))
         versions[month.isoformat()] = digest("list:daily", parts)
     return versions
 
@@ -405,17 +405,19 @@ def day_versions(target: Target, dates: list[date], state: DayFiles) -> dict[str
 
 
 def probe_day_files(
-    net: Net, base: str, target: Target, state: DayFiles | None, today: date
-) -> tuple[dict[str, str], DayFiles]:
-    """The versions of the months of ``target`` that are out, and the knowledge kept for the
-    next visit (``state`` is updated in place as requests answer, also when the budget cuts
-    the visit short)."""
+    net: Net, base: str, target: Target, states: dict[str, DayFiles], key: str, today: date
+) -> dict[str, str]:
+    """The versions of the months of ``target`` that are out; ``states[key]`` is what is
+    known of its day files, updated as requests answer (also when the budget cuts the visit
+    short, so the next visit goes on from there)."""
     dates = window(target)
+    state = states.get(key)
     if state is None or state.first != dates[0].isoformat():
         state = state.moved_to(dates[0], len(dates)) if state else DayFiles(dates[0].isoformat())
+        states[key] = state
     _advance(net, base, target, dates, state, today)
     _recheck(net, base, target, dates, state)
-    return day_versions(target, dates, state), state
+    return day_versions(target, dates, state)
 
 
 def probe_target(
@@ -423,16 +425,17 @@ def probe_target(
     base: str,
     listing_url: str | None,
     target: Target,
-    state: DayFiles | None,
+    states: dict[str, DayFiles],
+    key: str,
     today: date,
-) -> tuple[dict[str, str], DayFiles | None]:
-    """The versions of the months of ``target`` that are out (by listing when the exchange
-    has one, else by its day files), and the day-file knowledge to keep."""
+) -> dict[str, str]:
+    """The versions of the months of ``target`` that are out: by listing when the exchange
+    has one, else by its day files (known in ``states[key]``)."""
     if not target.months:
-        return {}, None
+        return {}
     if listing_url is not None:
-        return probe_listed(net, listing_url, target), None
-    return probe_day_files(net, base, target, state, today)
+        return probe_listed(net, listing_url, target)
+    return probe_day_files(net, base, target, states, key, today)
 
 
 def known_states(states: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, DayFiles]:
