@@ -11,20 +11,22 @@ Two mechanisms, chosen by what the exchange offers (its :class:`~.archive.Exchan
   for an exchange without checksums): a reissued file has a new CHECKSUM, so a new ETag (the
   MD5 of a single-part object), as the CHECKSUM text made the version before. The zip itself
   is verified against its CHECKSUM when it is read.
-* **Day files without a listing** (OKX). Per instrument, a :class:`DayFiles` state remembers the
-  signature (HEAD: ETag, Content-Length, Last-Modified) of each file of the window (the files
-  the lookback months need). A visit HEADs only the files after the last one decided (the
-  *frontier*: normally none or one a day) and re-checks ``RECHECKS`` older files in rotation. A
-  month is out once the frontier passed its last file (an absent file counts as missing once
-  it is ``PUBLICATION_GRACE_DAYS`` old, as :func:`~.report.classify_absent` decides); a revised
-  file is noticed within ``ceil(window files / RECHECKS)`` visits of its instrument (93 files:
-  31 visits).
+* **Day files without a listing** (OKX). Per instrument, a :class:`DayFiles` state remembers
+  the signature (HEAD: ETag, Content-Length, Last-Modified) of each file of the window (the
+  files of the lookback months and of the running month). A visit HEADs only the files after
+  the last one decided (the *frontier*: about one a day once known, as the files come out; at
+  most ``FRONTIER_STEPS``, so a first visit's walk is spread over visits) and re-checks
+  ``RECHECKS`` older files in rotation. A month is out once the frontier passed
+  its last file (an absent file counts as missing once it is ``PUBLICATION_GRACE_DAYS`` old,
+  as :func:`~.report.classify_absent` decides; the frontier waits at a younger one); a revised
+  file is noticed within ``ceil(window files / RECHECKS)`` visits of its instrument (3 finished
+  months and the running one: at most 124 files, 42 visits, under two days of hourly ticks).
 
 Every request goes through one :class:`Net` per tick: a deadline, a request cap, short
 timeouts, no HTTP retries (the next tick is the retry), a small thread pool, and a host that
-fails ``host_failures`` times in a row is not asked again during the tick (named in
-:meth:`Net.unreachable`). :func:`visit_round` visits instruments round-robin from a position,
-so a tick cut short by its budget resumes where it stopped.
+fails before it answered anything (or ``host_failures`` times in a row) is not asked again
+during the tick (named in :meth:`Net.unreachable`). :func:`visit_round` visits instruments
+round-robin from a position, so a tick cut short by its budget resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -48,6 +50,8 @@ from flow_assets.sources.errors import SourceError
 from flow_assets.sources.report import PUBLICATION_GRACE_DAYS, days_between, next_month
 
 RECHECKS = 3  # older day files re-checked per instrument visit (day-file exchanges)
+FRONTIER_STEPS = 16  # new day files HEADed at most per instrument visit (a first visit walks
+# its window over several visits, so a round over every instrument stays cheap)
 SIGNATURE_CHARS = 8  # hex characters kept of a day file's HEAD signature
 T = TypeVar("T")
 
@@ -63,8 +67,9 @@ class ProbeCutError(Exception):
 @dataclass(frozen=True)
 class ProbeLimits:
     """What one tick may spend: ``seconds`` before no new request starts, ``requests`` in all,
-    ``workers`` at once, per request ``timeout`` (connect, read) seconds; a host failing
-    ``host_failures`` times in a row is not asked again during the tick."""
+    ``workers`` at once, per request ``timeout`` (connect, read) seconds. A host is not asked
+    again during the tick once it failed before answering anything, or failed
+    ``host_failures`` times in a row."""
 
     seconds: float = 20.0
     requests: int = 4000
@@ -81,7 +86,8 @@ class Net:
         self.deadline = time.monotonic() + limits.seconds
         self.sent = 0
         self.cut: str | None = None  # why the tick stopped early: "time" or "requests"
-        self._failures: dict[str, int] = {}
+        self._failures: dict[str, int] = {}  # per host, failures since its last answer
+        self._answered: set[str] = set()  # hosts that answered once during the tick
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -96,10 +102,17 @@ class Net:
                 self._sessions.append(session)
         return session
 
+    def _given_up(self, host: str) -> bool:
+        """A host that never answered during the tick and failed, or failed
+        ``host_failures`` times in a row."""
+        failures = self._failures.get(host, 0)
+        limit = self.limits.host_failures if host in self._answered else 1
+        return failures >= limit
+
     def _take(self, host: str) -> None:
         """Count one request against the budget; :class:`ProbeCutError` when none is left."""
         with self._lock:
-            if self._failures.get(host, 0) >= self.limits.host_failures:
+            if self._given_up(host):
                 raise ProbeCutError(f"{host} unreachable")
             if time.monotonic() >= self.deadline:
                 self.cut = self.cut or "time"
@@ -128,6 +141,7 @@ class Net:
             raise self._failed(host, url, f"HTTP {response.status_code}")
         with self._lock:
             self._failures[host] = 0
+            self._answered.add(host)
         return response if response.status_code == 200 else None
 
     @property
@@ -137,8 +151,7 @@ class Net:
 
     def unreachable(self) -> dict[str, str]:
         """The hosts given up during the tick, with their last error."""
-        limit = self.limits.host_failures
-        return {h: self._errors[h] for h, n in self._failures.items() if n >= limit}
+        return {host: self._errors[host] for host in self._failures if self._given_up(host)}
 
     def close(self) -> None:
         for session in self._sessions:
@@ -351,10 +364,16 @@ class DayFiles:
         return DayFiles(first.isoformat(), sigs, max(self.turn - shift, 0))
 
 
-def window(target: Target) -> list[date]:
-    """The dates of the files the months of ``target`` need, ascending and contiguous."""
-    dates = [d for m in target.months for d in month_dates(target.exchange, m)]
-    return days_between(dates[0], dates[-1] + timedelta(days=1)) if dates else []
+def window(target: Target, today: date) -> list[date]:
+    """The dates of the files the months of ``target`` need, and those of the month after
+    them when it has begun (the running month's files are followed as they come out, so a
+    month's end brings no burst of requests), ascending and contiguous."""
+    months = list(target.months)
+    after = next_month(months[-1])
+    if after <= today:
+        months.append(after)
+    dates = [d for m in months for d in month_dates(target.exchange, m)]
+    return days_between(dates[0], dates[-1] + timedelta(days=1))
 
 
 def signature(net: Net, url: str) -> str:
@@ -370,9 +389,11 @@ def signature(net: Net, url: str) -> str:
 def _advance(
     net: Net, base: str, target: Target, dates: list[date], state: DayFiles, today: date
 ) -> None:
-    """HEAD the files after the last decided one, in order, until one is not out yet."""
+    """HEAD the files after the last decided one, in order, until one is not out yet (at most
+    ``FRONTIER_STEPS``)."""
     recent = today - timedelta(days=PUBLICATION_GRACE_DAYS)
-    while len(state.sigs) < len(dates):
+    stop = min(len(dates), len(state.sigs) + FRONTIER_STEPS)
+    while len(state.sigs) < stop:
         day = dates[len(state.sigs)]
         sig = signature(net, target.exchange.daily_url(base, target.native, target.dataset, day))
         if not sig and day >= recent:
@@ -410,7 +431,7 @@ def probe_day_files(
     """The versions of the months of ``target`` that are out; ``states[key]`` is what is
     known of its day files, updated as requests answer (also when the budget cuts the visit
     short, so the next visit goes on from there)."""
-    dates = window(target)
+    dates = window(target, today)
     state = states.get(key)
     if state is None or state.first != dates[0].isoformat():
         state = state.moved_to(dates[0], len(dates)) if state else DayFiles(dates[0].isoformat())
@@ -436,8 +457,3 @@ def probe_target(
     if listing_url is not None:
         return probe_listed(net, listing_url, target)
     return probe_day_files(net, base, target, states, key, today)
-
-
-def known_states(states: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, DayFiles]:
-    """Day-file states read back from their JSON form."""
-    return {key: DayFiles(**value) for key, value in states}
