@@ -173,8 +173,14 @@ def before_probes(root: Path, tracked: list[InstrumentEntry], sample: int) -> di
                 probe_month(entry.exchange, entry.symbol, month, base_url=server.url, today=TODAY)
         seconds = time.monotonic() - started
         requests = len(server.log)
-    per = {"seconds": seconds / len(chosen), "requests": requests / len(chosen)}
-    return {"instruments": len(chosen), "seconds": round(seconds, 2), "requests": requests, **per}
+    count = len(chosen)
+    return {
+        "instruments": count,
+        "seconds": round(seconds, 2),
+        "requests": requests,
+        "seconds_per_instrument": round(seconds / count, 4),
+        "requests_per_instrument": requests / count,
+    }
 
 
 def scenario(name: str, tracked, workdir: Path, args) -> dict[str, object]:

@@ -131,12 +131,12 @@ class SensorCursor:
         if "done" not in document:  # the cursor of the sensor before: versions requested
             return cls(done=dict(document))
         work = {key: Work(**value) for key, value in document["work"].items()}
-        files = {key: DayFiles(**value) for key, value in document.get("files", {}).items()}
+        files = {key: DayFiles.load(value) for key, value in document.get("files", {}).items()}
         return cls(document["done"], work, files, document.get("next"))
 
     def dump(self) -> str:
         work = {key: asdict(value) for key, value in self.work.items()}
-        files = {key: asdict(value) for key, value in self.files.items()}
+        files = {key: value.saved() for key, value in self.files.items()}
         document = {"done": self.done, "work": work, "files": files, "next": self.next}
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
 

@@ -53,6 +53,8 @@ RECHECKS = 3  # older day files re-checked per instrument visit (day-file exchan
 FRONTIER_STEPS = 16  # new day files HEADed at most per instrument visit (a first visit walks
 # its window over several visits, so a round over every instrument stays cheap)
 SIGNATURE_CHARS = 8  # hex characters kept of a day file's HEAD signature
+ABSENT = "-" * SIGNATURE_CHARS  # an absent day file, in the saved form of :class:`DayFiles`
+VERSION_CHARS = 20  # hex characters of a month's version digest (80 bits)
 T = TypeVar("T")
 
 
@@ -263,7 +265,10 @@ def digest(tag: str, parts: list[str]) -> str | None:
     """A version over ``parts`` (None when there are none)."""
     if not parts:
         return None
-    return f"{tag}:{len(parts)}:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return (
+        f"{tag}:{len(parts)}:"
+        + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:VERSION_CHARS]
+    )
 
 
 def month_dates(exchange: Exchange, month: date) -> list[date]:
@@ -354,6 +359,18 @@ class DayFiles:
     first: str
     sigs: list[str] = field(default_factory=list)
     turn: int = 0
+
+    def saved(self) -> dict[str, Any]:
+        """The JSON form: the signatures as one string (``ABSENT`` for an absent file)."""
+        sigs = "".join(sig or ABSENT for sig in self.sigs)
+        return {"first": self.first, "sigs": sigs, "turn": self.turn}
+
+    @classmethod
+    def load(cls, saved: dict[str, Any]) -> DayFiles:
+        """Read back the JSON form of :meth:`saved`."""
+        text, width = saved["sigs"], SIGNATURE_CHARS
+        sigs = [text[i : i + width].replace(ABSENT, "") for i in range(0, len(text), width)]
+        return cls(saved["first"], sigs, saved["turn"])
 
     def moved_to(self, first: date, size: int) -> DayFiles:
         """The same knowledge over the window of ``size`` files from ``first``."""
