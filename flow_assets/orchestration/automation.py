@@ -370,12 +370,12 @@ def _report(context: dg.SensorEvaluationContext, found: ProbeRound, total: int) 
 
 
 def _skip_reason(cursor: SensorCursor, notes: list[str]) -> str:
+    """Why no run is requested: what the probes could not do, and what is awaited."""
     pending = [f"{key} {w.months[0][:7]}" for key, w in sorted(cursor.work.items())]
-    listed = ", ".join(pending[:10]) + (
-        f" and {len(pending) - 10} more" if len(pending) > 10 else ""
-    )
-    waiting = f"waiting for {listed}" if pending else "no newly published or revised month"
-    return "; ".join([*notes, waiting])
+    more = f" and {len(pending) - 10} more" if len(pending) > 10 else ""
+    if pending:
+        notes = [*notes, f"waiting for {', '.join(pending[:10])}{more}"]
+    return "; ".join(notes) or "no newly published or revised month"
 
 
 def build_automation(

@@ -138,7 +138,7 @@ class Net:
         try:
             response = self._session().request(method, url, params=params)
         except requests.RequestException as exc:
-            raise self._failed(host, url, f"{type(exc).__name__}: {exc}") from exc
+            raise self._failed(host, url, _short(exc)) from exc
         if response.status_code not in (200, 404):
             raise self._failed(host, url, f"HTTP {response.status_code}")
         with self._lock:
@@ -158,6 +158,14 @@ class Net:
     def close(self) -> None:
         for session in self._sessions:
             session.close()
+
+
+def _short(error: requests.RequestException) -> str:
+    """What went wrong, without urllib3's wrapping: e.g. ``ConnectionError: [Errno 111]
+    Connection refused`` or ``ConnectionError: Read timed out. (read timeout=5.0)``."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    text = str(reason or error).split("): ", 1)[-1]
+    return f"{type(error).__name__}: {text}"
 
 
 def visit_round(
