@@ -97,8 +97,9 @@ def test_binance_months_are_versioned_from_one_listing(
     assert len(archive_server.log) == 2  # the monthly folder, then the daily one for March
     assert all(path.startswith("/?list-type=2&") for _, path, _ in archive_server.log)
     assert probe() == first
-    write_binance(trades.filter(trades["exchange_ts"] < utc(2024, 2, 20)), mirror_root, BTC)
-    second = probe()  # February reissued (shorter): its version alone changes
+    reissued = trades.filter(trades["exchange_ts"].is_between(utc(2024, 2, 1), utc(2024, 2, 20)))
+    write_binance(reissued, mirror_root, BTC)  # February's monthly file alone, shorter
+    second = probe()  # its version alone changes
     assert [second[m] == first[m] for m in sorted(first)] == [True, False, True]
 
 
