@@ -17,7 +17,7 @@ from dagster_aws.s3 import S3Resource
 
 from flow_assets.catalog import contract_values
 from flow_assets.instruments import InstrumentEntry
-from flow_assets.sources import FetchReport, exchange_for, ingest_month, probe_month
+from flow_assets.sources import FetchReport, exchange_for, ingest_month
 from flow_assets.sources.probing import DayFiles, Net, Target, probe_target
 from flow_assets.sources.tardis import ingest_tardis_month
 from flow_assets.store import DEFAULT_LOCAL_ROOT, ObjectStore, open_store
@@ -79,18 +79,6 @@ class ArchiveSources(dg.ConfigurableResource):
             allow_missing_days=True,
             contract_values=_contract_values(entry, contracts),
             progress=progress,
-        )
-
-    def probe(self, entry: InstrumentEntry, month: date, today: date | None = None) -> str | None:
-        """A version of the month's archive files (None: not published); no Tardis probing."""
-        if entry.tardis:
-            return None
-        return probe_month(
-            entry.exchange,
-            entry.symbol,
-            month,
-            base_url=self._base_url(entry.exchange),
-            today=today,
         )
 
     def listing_url(self, exchange: str) -> str | None:

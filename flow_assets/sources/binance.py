@@ -2,7 +2,10 @@
 
 Layout: ``{base}/data/futures/um/{monthly|daily}/{dataset}/{SYM}/{SYM}-{dataset}-{period}.zip``
 with a ``.zip.CHECKSUM`` beside each file (``<sha256>  <zip name>``). The base is ``base_url``,
-else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``.
+else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``. The archive is the S3
+bucket ``data.binance.vision``; its regional endpoint (:data:`LISTING_URL`) answers S3
+ListObjectsV2 listings by prefix, which the archive sensor reads instead of a request per file
+(:mod:`flow_assets.sources.probing`).
 
 Which files: a finished month uses its monthly file when published, else its daily files (UTC
 days); the running month uses the daily files up to yesterday. The month plan, checksum checks,
