@@ -219,3 +219,9 @@ def test_the_request_cap_cuts_a_round_and_the_next_goes_on(
     assert run("k4") == "k8"
     assert run("k8") == "k2"  # round-robin: wraps to the first keys
     assert seen == [*keys, "k0", "k1"]
+
+
+@pytest.mark.parametrize("sigs", [[], [""], ["", ""], ["0a1b2c3d", "", "4e5f6a7b"], ["", "ff"]])
+def test_day_files_are_saved_and_read_back_whole(sigs: list[str]) -> None:
+    files = DayFiles("2024-01-01", sigs, 2)
+    assert DayFiles.load(files.saved()) == files

@@ -53,7 +53,6 @@ RECHECKS = 3  # older day files re-checked per instrument visit (day-file exchan
 FRONTIER_STEPS = 16  # new day files HEADed at most per instrument visit (a first visit walks
 # its window over several visits, so a round over every instrument stays cheap)
 SIGNATURE_CHARS = 8  # hex characters kept of a day file's HEAD signature
-ABSENT = "-" * SIGNATURE_CHARS  # an absent day file, in the saved form of :class:`DayFiles`
 VERSION_CHARS = 20  # hex characters of a month's version digest (80 bits)
 T = TypeVar("T")
 
@@ -369,15 +368,17 @@ class DayFiles:
     turn: int = 0
 
     def saved(self) -> dict[str, Any]:
-        """The JSON form: the signatures as one string (``ABSENT`` for an absent file)."""
-        sigs = "".join(sig or ABSENT for sig in self.sigs)
-        return {"first": self.first, "sigs": sigs, "turn": self.turn}
+        """The JSON form: each signature after a comma, in one string ("" when none)."""
+        return {
+            "first": self.first,
+            "sigs": "".join("," + sig for sig in self.sigs),
+            "turn": self.turn,
+        }
 
     @classmethod
     def load(cls, saved: dict[str, Any]) -> DayFiles:
         """Read back the JSON form of :meth:`saved`."""
-        text, width = saved["sigs"], SIGNATURE_CHARS
-        sigs = [text[i : i + width].replace(ABSENT, "") for i in range(0, len(text), width)]
+        sigs = saved["sigs"][1:].split(",") if saved["sigs"] else []
         return cls(saved["first"], sigs, saved["turn"])
 
     def moved_to(self, first: date, size: int) -> DayFiles:
