@@ -252,9 +252,11 @@ def _lookback(entry: InstrumentEntry, today: date) -> list[date]:
 
 @dataclass
 class ProbeRound:
-    """What one tick's probes learnt: versions per instrument visited, the instruments whose
-    probe failed (with the error), the hosts given up, and why the round stopped early."""
+    """What one tick's probes learnt: versions per instrument visited (of ``total`` to probe),
+    the instruments whose probe failed (with the error), the hosts given up, and why the round
+    stopped early."""
 
+    total: int
     probed: dict[str, dict[str, str]]
     failed: dict[str, str]
     unreachable: dict[str, str]
@@ -288,7 +290,10 @@ def _probe_round(
     probed = {k: r for k, r in results.items() if not isinstance(r, Exception)}
     failed = {k: str(r) for k, r in results.items() if isinstance(r, Exception)}
     seconds = time.monotonic() - started
-    return ProbeRound(probed, failed, net.unreachable(), net.cut, net.sent, seconds, cursor.next)
+    unreachable = net.unreachable()
+    return ProbeRound(
+        len(keys), probed, failed, unreachable, net.cut, net.sent, seconds, cursor.next
+    )
 
 
 def _due(work: Work, stamp: float, runs: dict[str, dg.DagsterRun]) -> bool:
@@ -347,8 +352,9 @@ def _run_requests(
     return requests
 
 
-def _report(context: dg.SensorEvaluationContext, found: ProbeRound, total: int) -> list[str]:
+def _report(context: dg.SensorEvaluationContext, found: ProbeRound) -> list[str]:
     """Log the round; what the skip reason must say of it (unreachable hosts, a cut)."""
+    total = found.total
     context.log.info(
         f"probed {len(found.probed)} of {total} instruments with {found.requests} requests "
         f"in {found.seconds:.1f} s" + (f" ({found.cut} budget spent)" if found.cut else "")
@@ -415,7 +421,7 @@ def build_automation(
             if work is not None:
                 cursor.work[key] = work
         requests = _run_requests(context, entries, cursor, stamp, runs)
-        notes = _report(context, found, sum(1 for e in entries.values() if not e.tardis))
+        notes = _report(context, found)
         oldest = _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, date.min)[0]
         cursor.forget_before(oldest, set(entries))
         skip = None if requests else _skip_reason(cursor, notes)
