@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flow_assets.sources.binance import BINANCE
-from flow_assets.sources.mirror import ArchiveServer, sample_trades, utc, write_binance
+from flow_assets.sources.mirror import ArchiveServer, Fault, sample_trades, utc, write_binance
 from flow_assets.sources.okx import OKX
 from flow_assets.sources.okx import file_url as okx_file_url
 from flow_assets.sources.probing import (
@@ -195,6 +195,20 @@ def test_a_host_that_does_not_answer_is_given_up_at_once() -> None:
         net.request("HEAD", url + "/b.zip")
     assert net.sent == 1
     assert list(net.unreachable()) == [url]
+
+
+def test_a_host_answering_errors_is_given_up_after_a_few(
+    mirror_root: Path, archive_server: ArchiveServer
+) -> None:
+    archive_server.inject("a.zip", *[Fault(status=503)] * 5)
+    net = _net(host_failures=3)
+    for _ in range(3):
+        with pytest.raises(ProbeError, match="HTTP 503"):
+            net.request("HEAD", archive_server.url + "/a.zip")
+    with pytest.raises(ProbeCutError):
+        net.request("HEAD", archive_server.url + "/a.zip")
+    assert net.sent == 3
+    assert net.unreachable() == {archive_server.url: archive_server.url + "/a.zip: HTTP 503"}
 
 
 def test_the_request_cap_cuts_a_round_and_the_next_goes_on(

@@ -88,7 +88,7 @@ class Net:
         self.sent = 0
         self.cut: str | None = None  # why the tick stopped early: "time" or "requests"
         self._failures: dict[str, int] = {}  # per host, failures since its last answer
-        self._answered: set[str] = set()  # hosts that answered once during the tick
+        self._answered: set[str] = set()  # hosts that answered (any status) during the tick
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -104,8 +104,8 @@ class Net:
         return session
 
     def _given_up(self, host: str) -> bool:
-        """A host that never answered during the tick and failed, or failed
-        ``host_failures`` times in a row."""
+        """A host that could not be reached before it ever answered during the tick, or that
+        failed ``host_failures`` times in a row (unreachable, or answering errors)."""
         failures = self._failures.get(host, 0)
         limit = self.limits.host_failures if host in self._answered else 1
         return failures >= limit
@@ -138,11 +138,12 @@ class Net:
             response = self._session().request(method, url, params=params)
         except requests.RequestException as exc:
             raise self._failed(host, url, _short(exc)) from exc
+        with self._lock:
+            self._answered.add(host)
         if response.status_code not in (200, 404):
             raise self._failed(host, url, f"HTTP {response.status_code}")
         with self._lock:
             self._failures[host] = 0
-            self._answered.add(host)
         return response if response.status_code == 200 else None
 
     @property
