@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -209,6 +210,23 @@ def test_a_host_answering_errors_is_given_up_after_a_few(
         net.request("HEAD", archive_server.url + "/a.zip")
     assert net.sent == 3
     assert net.unreachable() == {archive_server.url: archive_server.url + "/a.zip: HTTP 503"}
+
+
+def test_the_time_budget_stops_new_requests(
+    mirror_root: Path, archive_server: ArchiveServer
+) -> None:
+    keys = [f"k{i}" for i in range(20)]
+    for key in keys:
+        archive_server.inject(key, Fault(status=404, delay=0.1))
+    net = _net(seconds=0.35, workers=2)
+    started = time.monotonic()
+    done, left = visit_round(
+        net, keys, None, lambda k: net.request("HEAD", f"{archive_server.url}/{k}")
+    )
+    assert net.cut == "time"
+    assert 1 <= len(done) <= 10  # at most ~0.35 s of 0.1 s requests, two at a time
+    assert left == keys[len(done)]
+    assert time.monotonic() - started < 2.0  # no request started after the deadline
 
 
 def test_the_request_cap_cuts_a_round_and_the_next_goes_on(

@@ -149,7 +149,10 @@ class Net:
     @property
     def exhausted(self) -> bool:
         """Whether no request may start any more (deadline passed or cap reached)."""
-        return self.cut is not None or time.monotonic() >= self.deadline
+        with self._lock:
+            if self.cut is None and time.monotonic() >= self.deadline:
+                self.cut = "time"
+            return self.cut is not None
 
     def unreachable(self) -> dict[str, str]:
         """The hosts given up during the tick, with their last error."""
@@ -247,7 +250,7 @@ def list_objects(
     net: Net, listing_url: str, prefix: str, start_after: str = "", max_keys: int | None = None
 ) -> list[Listed]:
     """Every object under ``prefix`` whose key sorts after ``start_after`` (all pages)."""
-    url = listing_url.rstrip("/") + "/"
+    url = listing_url.rstrip("/")  # the bucket itself, as data.binance.vision's index asks it
     params = {"list-type": "2", "prefix": prefix}
     if start_after:
         params["start-after"] = start_after
