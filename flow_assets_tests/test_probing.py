@@ -251,6 +251,7 @@ def test_the_request_cap_cuts_a_round_and_the_next_goes_on(
     assert run("k4") == "k8"
     assert run("k8") == "k2"  # round-robin: wraps to the first keys
     assert seen == [*keys, "k0", "k1"]
+    assert run("k45") == "k9"  # an instrument no longer tracked: from the next one, k5
 
 
 @pytest.mark.parametrize("sigs", [[], [""], ["", ""], ["0a1b2c3d", "", "4e5f6a7b"], ["", "ff"]])
