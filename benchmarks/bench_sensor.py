@@ -10,7 +10,10 @@ answers S3 listings). Each tick is the sensor itself evaluated through Dagster
 * ``empty``: the archive answers 404 / lists nothing (the issue's measurement);
 * ``published``: every lookback month of every instrument is out (Binance monthly zip +
   CHECKSUM, OKX every day file up to yesterday), the steady state;
-* ``refused`` / ``silent``: nothing listens on the port / a socket accepts and never answers.
+* ``refused`` / ``silent``: nothing listens on the port / a socket accepts and never answers;
+* ``lookups``: the newest run of each of 1,000 pending requests among 3,000 runs on SQLite,
+  found in batches (this sensor, ``_latest_runs``) and one query per request (the sensor
+  before, which did it twice per instrument with work: to advance it and before requesting).
 
 For each: the ticks until the steady state (two full rounds in a row with the same requests and
 no run requested), seconds and requests of each, the run requests made, the cursor's size.
@@ -46,11 +49,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus  # noqa: E402
 
 from flow_assets.instruments import InstrumentEntry  # noqa: E402
 from flow_assets.orchestration.automation import (  # noqa: E402
+    REQUEST_TAG,
     SENSOR_LIMITS,
     SENSOR_LOOKBACK_MONTHS,
+    _latest_runs,
     _months_back,
 )
 from flow_assets.orchestration.catalog import run_instruments_sensor  # noqa: E402
@@ -183,6 +189,27 @@ def before_probes(root: Path, tracked: list[InstrumentEntry], sample: int) -> di
     }
 
 
+def run_lookups(home: Path, requests: int, runs: int) -> dict[str, object]:
+    """Seconds to find the newest run of ``requests`` sensor requests among ``runs`` runs on
+    SQLite: batched (this sensor) and one query per request (the sensor before)."""
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        for i in range(runs):
+            tags = {REQUEST_TAG: f"r{i % requests}"}
+            run_id = f"{i:032x}"
+            instance.add_run(DagsterRun("j", run_id, status=DagsterRunStatus.SUCCESS, tags=tags))
+        keys = [f"r{i}" for i in range(requests)]
+        started = time.monotonic()
+        assert len(_latest_runs(instance, keys)) == requests
+        batched = time.monotonic() - started
+        started = time.monotonic()
+        for key in keys:
+            instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: key}), limit=1)
+        single = time.monotonic() - started
+    result = {"requests": requests, "runs": runs, "batched": batched, "one_by_one": single}
+    print(json.dumps(result))
+    return result
+
+
 def scenario(name: str, tracked, workdir: Path, args) -> dict[str, object]:
     root = workdir / name / "mirror"
     root.mkdir(parents=True)
@@ -191,6 +218,8 @@ def scenario(name: str, tracked, workdir: Path, args) -> dict[str, object]:
     home.mkdir()
     print(f"== {name}: {len(tracked)} instruments, {written} files, load {os.getloadavg()}")
     result: dict[str, object] = {"scenario": name, "files": written, "load": os.getloadavg()}
+    if name == "lookups":
+        return {**result, **run_lookups(home, len(tracked), 3 * len(tracked))}
     if name in ("empty", "published"):
         with ArchiveServer(root) as server:
             result["ticks"] = run_ticks(server.url, tracked, server, home, args.max_ticks)
@@ -214,7 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binance", type=int, default=750)
     parser.add_argument("--okx", type=int, default=250)
-    parser.add_argument("--scenarios", default="empty,published,refused,silent")
+    parser.add_argument("--scenarios", default="empty,published,refused,silent,lookups")
     parser.add_argument("--max-ticks", type=int, default=20)
     parser.add_argument("--before", action="store_true")
     parser.add_argument("--before-sample", type=int, default=50)
