@@ -254,6 +254,20 @@ def test_the_request_cap_cuts_a_round_and_the_next_goes_on(
     assert run("k45") == "k9"  # an instrument no longer tracked: from the next one, k5
 
 
+def test_a_visit_that_raises_is_its_instrument_error_not_the_rounds() -> None:
+    def visit(key: str) -> str:
+        if key == "b":
+            raise ValueError("no contract value")
+        return key.upper()
+
+    done, left = visit_round(_net(), ["a", "b", "c"], None, visit)
+    assert done["a"] == "A"
+    assert done["c"] == "C"
+    assert isinstance(done["b"], ProbeError)
+    assert "ValueError: no contract value" in str(done["b"])
+    assert left is None
+
+
 @pytest.mark.parametrize("sigs", [[], [""], ["", ""], ["0a1b2c3d", "", "4e5f6a7b"], ["", "ff"]])
 def test_day_files_are_saved_and_read_back_whole(sigs: list[str]) -> None:
     files = DayFiles("2024-01-01", sigs, 2)

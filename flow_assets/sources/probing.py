@@ -179,7 +179,8 @@ def visit_round(
 ) -> tuple[dict[str, T | Exception], str | None]:
     """Visit ``keys`` (sorted) round-robin from the first key ``>= start``, ``net.limits.workers``
     at a time, until the budget is spent; (the result or error of each key visited to the end,
-    the key to start from next time: the first one not visited, None after a full round)."""
+    the key to start from next time: the first one not visited, None after a full round). A
+    visit that raises is that key's error, never the round's."""
     first = next((i for i, key in enumerate(keys) if start is not None and key >= start), 0)
     order = keys[first:] + keys[:first]
 
@@ -190,6 +191,8 @@ def visit_round(
             return visit(key)
         except (ProbeCutError, ProbeError) as error:
             return error
+        except Exception as error:  # one instrument's bad data must not fail every other's
+            return ProbeError(f"{key}: {type(error).__name__}: {error}")
 
     with ThreadPoolExecutor(max_workers=net.limits.workers) as pool:
         answers = list(pool.map(one, order))
