@@ -207,7 +207,8 @@ class ArchiveServer(LoopbackServer):
 
     Like the S3 bucket behind Binance's archive, ``GET /?list-type=2&prefix=...`` answers an S3
     ListObjectsV2 listing (``start-after``, ``continuation-token``, ``max-keys`` up to
-    ``page_size``) in S3's XML, with the ETag (MD5) a GET of each file answers.
+    ``page_size``; no ``delimiter``/CommonPrefixes) in S3's XML, with the ETag (MD5) a GET of each
+    file answers.
     ``inject(path, *faults)`` queues faults for a URL path (relative to the root; ``/`` for
     listings); ``log`` lists ``(method, path, status)`` of every request served (a listing's
     path is ``/?`` and its query).
