@@ -2,7 +2,11 @@
 
 Layout: ``{base}/data/futures/um/{monthly|daily}/{dataset}/{SYM}/{SYM}-{dataset}-{period}.zip``
 with a ``.zip.CHECKSUM`` beside each file (``<sha256>  <zip name>``). The base is ``base_url``,
-else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``.
+else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``. The archive is the S3
+bucket ``data.binance.vision``; its regional endpoint (:data:`LISTING_URL`, or
+``$FLOW_ASSETS_BINANCE_LISTING_URL`` through the sensor's resource) answers S3 ListObjectsV2
+listings by prefix, which the archive sensor reads instead of a request per file
+(:class:`~flow_assets.sources.probing.S3Listing`).
 
 Which files: a finished month uses its monthly file when published, else its daily files (UTC
 days); the running month uses the daily files up to yesterday. The month plan, checksum checks,
@@ -39,11 +43,16 @@ from flow_assets.sources.csvstream import (
     text,
 )
 from flow_assets.sources.errors import ArchiveDefectError
+from flow_assets.sources.probing import S3Listing
 from flow_assets.sources.report import empty_trades
 
 EXCHANGE = "binance-futures"
 DEFAULT_URL = "https://data.binance.vision"
+# The archive is the S3 bucket ``data.binance.vision``: its host serves files, the bucket's
+# regional endpoint answers ListObjectsV2 listings (what the archive's browsable index reads).
+LISTING_URL = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
 URL_ENV = "FLOW_ASSETS_BINANCE_URL"
+LISTING_ENV = "FLOW_ASSETS_BINANCE_LISTING_URL"
 DATASETS = ("aggTrades", "trades")
 ONE_SIDED_MIN_TRADES = 10
 MICROS_THRESHOLD = 10**14  # 1e14 ms is the year 5138; 1e14 µs is 1973
@@ -192,4 +201,5 @@ BINANCE = Exchange(
     csv_format=_csv_format,
     datasets=DATASETS,
     file_check=_one_sided_check,
+    probe=S3Listing(LISTING_URL, LISTING_ENV),
 )

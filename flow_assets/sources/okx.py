@@ -43,6 +43,7 @@ from flow_assets.sources.binance import to_micros
 from flow_assets.sources.contracts import ContractValues, specs_history
 from flow_assets.sources.csvstream import CsvFormat, field, read_trades, taker_buy, text
 from flow_assets.sources.errors import MalformedCsvError
+from flow_assets.sources.probing import DayFrontier
 from flow_assets.sources.report import empty_trades
 from flow_assets.symbology import parse_symbol, to_native
 
@@ -174,4 +175,5 @@ OKX = Exchange(
     day_offset=UTC_OFFSET,
     version_tag="okx",
     sizes_in_contracts=True,
+    probe=DayFrontier(),  # no listing, no index: HEADs of the day files not seen yet
 )
