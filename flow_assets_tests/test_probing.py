@@ -19,9 +19,13 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs
 
+import dagster as dg
 import pytest
 
+from flow_assets.orchestration.definitions import default_resources
+from flow_assets.orchestration.resources import ArchiveSources
 from flow_assets.sources.binance import BINANCE
 from flow_assets.sources.mirror import ArchiveServer, Fault, sample_trades, utc, write_binance
 from flow_assets.sources.okx import OKX
@@ -34,6 +38,7 @@ from flow_assets.sources.probing import (
     ProbeCutError,
     ProbeError,
     ProbeLimits,
+    S3Listing,
     Site,
     Target,
     list_objects,
@@ -42,10 +47,12 @@ from flow_assets.sources.probing import (
     visit_round,
     window,
 )
+from flow_assets.venues import VENUES
 from flow_assets_tests.s3_fixtures import moto_client
 
 JAN, FEB, MAR, APR = (date(2024, m, 1) for m in (1, 2, 3, 4))
 BTC = "perpetual-BTC-USDT:USDT"
+CM_BTC = "perpetual-BTC-USD:BTC"
 
 
 def _net(**limits: object) -> Net:
@@ -104,6 +111,67 @@ def test_binance_months_are_versioned_from_one_listing(
     write_binance(reissued, mirror_root, BTC)  # February's monthly file alone, shorter
     second = probe()  # its version alone changes
     assert [second[m] == first[m] for m in sorted(first)] == [True, False, True]
+
+
+def test_coin_m_months_are_versioned_from_listings_under_cm(
+    mirror_root: Path, archive_server: ArchiveServer
+) -> None:
+    cm = VENUES["binance-futures-cm"]
+    trades = sample_trades(utc(2024, 1, 1), utc(2024, 4, 1), 90)
+    before_march = trades.filter(trades["exchange_ts"] < utc(2024, 3, 1))
+    cm.write_archive(before_march, mirror_root, CM_BTC, monthly=True, daily=False)
+    cm.write_archive(trades, mirror_root, CM_BTC, monthly=False, daily=True)  # March: days only
+    write_binance(trades, mirror_root, BTC, monthly=True)  # USD-M files on the same bucket
+    target = Target(cm.archive, "BTCUSD_PERP", "aggTrades", [JAN, FEB, MAR])
+
+    def probe() -> dict[str, str]:
+        site = Site(base=archive_server.url)
+        return probe_target(_net(), site, target, {}, "CM", date(2024, 4, 9))
+
+    first = probe()
+    assert [v.split(":")[1] for v in first.values()] == ["monthly", "monthly", "daily"]
+    prefixes = [parse_qs(path[2:])["prefix"][0] for _, path, _ in archive_server.log]
+    assert prefixes == [
+        "data/futures/cm/monthly/aggTrades/BTCUSD_PERP/",
+        "data/futures/cm/daily/aggTrades/BTCUSD_PERP/",
+    ]
+    assert probe() == first
+    march_20 = trades.filter(
+        trades["exchange_ts"].is_between(utc(2024, 3, 20), utc(2024, 3, 20, 12))
+    )
+    cm.write_archive(march_20, mirror_root, CM_BTC)  # one day of March reissued, shorter
+    second = probe()
+    assert [second[m] == first[m] for m in sorted(first)] == [True, True, False]
+
+
+def test_listings_go_where_each_binance_venue_says() -> None:
+    envs = {}
+    for name in ("binance-futures", "binance-futures-cm"):
+        archive = VENUES[name].archive
+        assert isinstance(archive.probe, S3Listing)
+        envs[name] = archive.listing_env
+        public = archive.probe.url(archive, Site())
+        assert public == "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
+        assert archive.probe.url(archive, Site(base=archive.default_url)) == public
+        assert archive.probe.url(archive, Site(base="http://mirror:1/")) == "http://mirror:1"
+        listing = Site(base="http://mirror:1", listing="http://lister:2/")
+        assert archive.probe.url(archive, listing) == "http://lister:2"
+    assert envs == {
+        "binance-futures": "FLOW_ASSETS_BINANCE_LISTING_URL",
+        "binance-futures-cm": "FLOW_ASSETS_BINANCE_CM_LISTING_URL",
+    }
+    assert VENUES["okx-perps"].archive.listing_env is None
+
+
+def test_listing_variables_are_read_in_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW_ASSETS_BINANCE_CM_LISTING_URL", "http://lister:2")
+    monkeypatch.delenv("FLOW_ASSETS_BINANCE_LISTING_URL", raising=False)
+    archives = default_resources()["archives"]
+    assert isinstance(archives, ArchiveSources)
+    assert archives.listing_urls == {"binance-futures-cm": "FLOW_ASSETS_BINANCE_CM_LISTING_URL"}
+    with dg.build_resources({"archives": archives}) as built:  # the EnvVar, resolved
+        assert built.archives.site("binance-futures-cm").listing == "http://lister:2"
+        assert built.archives.site("binance-futures").listing is None
 
 
 # --------------------------------------------------------------------------- day files (OKX)
