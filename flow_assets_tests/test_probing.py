@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 import time
 import uuid
@@ -27,13 +28,21 @@ import pytest
 from flow_assets.orchestration.definitions import default_resources
 from flow_assets.orchestration.resources import ArchiveSources
 from flow_assets.sources.binance import BINANCE
-from flow_assets.sources.mirror import ArchiveServer, Fault, sample_trades, utc, write_binance
+from flow_assets.sources.mirror import (
+    ArchiveServer,
+    Fault,
+    autoindex,
+    sample_trades,
+    utc,
+    write_binance,
+)
 from flow_assets.sources.okx import OKX
 from flow_assets.sources.okx import file_url as okx_file_url
 from flow_assets.sources.probing import (
     FRONTIER_STEPS,
     RECHECKS,
     DayFiles,
+    Indexed,
     Net,
     ProbeCutError,
     ProbeError,
@@ -42,6 +51,7 @@ from flow_assets.sources.probing import (
     Site,
     Target,
     list_objects,
+    parse_autoindex,
     parse_listing,
     probe_target,
     visit_round,
@@ -248,6 +258,91 @@ def test_a_recent_absent_okx_file_holds_its_month_an_old_one_is_missing(
     _publish(mirror_root, [APR])
     found, _ = probe.visit()
     assert sorted(found) == [JAN.isoformat(), FEB.isoformat(), MAR.isoformat()]
+
+
+# --------------------------------------------------------------------------- HTML index (Bybit)
+
+NGINX_PAGE = """<html>
+<head><title>Index of /trading/BTCUSDT/</title></head>
+<body>
+<h1>Index of /trading/BTCUSDT/</h1><hr><pre><a href="../">../</a>
+<a href="BTCUSDT2019-10-01.csv.gz">BTCUSDT2019-10-01.csv.gz</a>                           02-Oct-2019 05:23            10372381
+<a href="BTCUSDT2019-10-02.csv.gz">BTCUSDT2019-10-02.csv.gz</a>                           03-Oct-2019 05:21             9812004
+</pre><hr></body>
+</html>
+"""  # noqa: E501 (nginx's own layout)
+
+
+def test_an_nginx_index_is_read_and_a_bare_one_refused() -> None:
+    files = parse_autoindex(NGINX_PAGE, "http://x/trading/BTCUSDT/")
+    assert files == {
+        "BTCUSDT2019-10-01.csv.gz": Indexed("02-Oct-2019 05:23", 10372381),
+        "BTCUSDT2019-10-02.csv.gz": Indexed("03-Oct-2019 05:21", 9812004),
+    }
+    bare = '<html><body><pre><a href="BTCUSDT2019-10-01.csv.gz">x</a>\n</pre></body></html>'
+    with pytest.raises(ProbeError, match=r"no date and size for BTCUSDT2019-10-01\.csv\.gz"):
+        parse_autoindex(bare, "http://x/")
+    with pytest.raises(ProbeError, match="not an HTML index"):
+        parse_autoindex("<ListBucketResult/>", "http://x/")
+
+
+class IndexProbe:
+    """One Bybit instrument probed by its folder's index, its requests counted."""
+
+    def __init__(self, server: ArchiveServer, today: date) -> None:
+        self.server, self.today = server, today
+        archive = VENUES["bybit-perps"].archive
+        self.target = Target(archive, "BTCUSDT", "trading", [JAN, FEB, MAR])
+
+    def visit(self) -> tuple[dict[str, str], list[str]]:
+        before = len(self.server.log)
+        found = probe_target(_net(), Site(self.server.url), self.target, {}, "Y", self.today)
+        return found, [f"{m} {p}" for m, p, _ in self.server.log[before:]]
+
+
+def test_bybit_months_are_versioned_from_one_index_get(
+    mirror_root: Path, archive_server: ArchiveServer
+) -> None:
+    bybit = VENUES["bybit-perps"]
+    trades = sample_trades(utc(2024, 1, 1), utc(2024, 4, 1), 2000)  # trades every day
+    bybit.write_archive(trades, mirror_root, BTC)
+    listed = parse_autoindex(autoindex(mirror_root / "trading/BTCUSDT", "/").decode(), "")
+    assert len(listed) == 91  # every day of the quarter, each with its exact size
+    assert all(
+        f.size == (mirror_root / "trading/BTCUSDT" / n).stat().st_size for n, f in listed.items()
+    )
+    probe = IndexProbe(archive_server, date(2024, 4, 9))
+    first, sent = probe.visit()
+    assert sent == ["GET /trading/BTCUSDT/"]  # one request, whatever the number of files
+    assert sorted(first) == [m.isoformat() for m in (JAN, FEB, MAR)]
+    assert first[JAN.isoformat()].startswith("index:31:")
+    assert probe.visit()[0] == first
+
+    feb_10 = mirror_root / "trading/BTCUSDT/BTCUSDT2024-02-10.csv.gz"
+    day = trades.filter(trades["exchange_ts"].is_between(utc(2024, 2, 10), utc(2024, 2, 10, 12)))
+    bybit.write_archive(day, mirror_root, BTC)  # February 10 rewritten, shorter
+    second = probe.visit()[0]
+    assert [second[m] == first[m] for m in sorted(first)] == [True, False, True]
+    stat = feb_10.stat()
+    os.utime(feb_10, (stat.st_atime, stat.st_mtime + 3600))  # same bytes, a later date
+    assert probe.visit()[0][FEB.isoformat()] != second[FEB.isoformat()]
+
+
+def test_a_recent_absent_bybit_file_holds_its_month_an_old_one_is_missing(
+    mirror_root: Path, archive_server: ArchiveServer
+) -> None:
+    bybit = VENUES["bybit-perps"]
+    probe = IndexProbe(archive_server, date(2024, 4, 2))  # files from Mar 30 on not out yet
+    assert probe.visit() == ({}, ["GET /trading/BTCUSDT/"])  # no folder yet: nothing out
+    trades = sample_trades(utc(2024, 1, 1), utc(2024, 4, 1), 2000)
+    feb_10 = trades["exchange_ts"].is_between(utc(2024, 2, 10), utc(2024, 2, 11), closed="left")
+    before_mar_30 = trades["exchange_ts"] < utc(2024, 3, 30)
+    bybit.write_archive(trades.filter(~feb_10 & before_mar_30), mirror_root, BTC)
+    found, _ = probe.visit()
+    assert sorted(found) == [JAN.isoformat(), FEB.isoformat()]  # March waits for Mar 30-31
+    assert found[FEB.isoformat()].startswith("index:28:")  # Feb 10 missing, the month out
+    bybit.write_archive(trades.filter(trades["exchange_ts"] >= utc(2024, 3, 30)), mirror_root, BTC)
+    assert sorted(probe.visit()[0]) == [m.isoformat() for m in (JAN, FEB, MAR)]
 
 
 # --------------------------------------------------------------------------- the budget

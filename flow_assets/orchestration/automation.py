@@ -238,7 +238,7 @@ def _revise(
 
 
 def _scheme(version: str) -> str:
-    """How a version was made (its first field: ``list``, ``day``; older sensors wrote
+    """How a version was made (its first field: ``list``, ``index``, ``day``; older sensors wrote
     ``monthly``, ``daily``, ``okx``, ``head``)."""
     return version.split(":", 1)[0]
 
@@ -396,8 +396,10 @@ def build_automation(
         jobs=flow_jobs,
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Probes the archives (S3 listings for Binance; for OKX only the day files "
-        "not seen yet and a few older ones in rotation) for finished months newly published or "
+        description="Probes the archives, each by the mechanism its venue's description names "
+        "(an S3 listing of the instrument's folders, one GET of its folder's HTML index, or "
+        "HEADs of only the day files not seen yet and a few older ones in rotation), for "
+        "finished months newly published or "
         "revised and requests their runs, an instrument's months in order: a revised month, then "
         "each later month once the one before succeeded. A month is done only when its run "
         "succeeded; a failed or canceled run is requested again (after 1 h, 2 h, 4 h ... at most "

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import polars as pl
@@ -202,13 +202,31 @@ def _s3_time(mtime: float) -> str:
     return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+def autoindex(folder: Path, path: str) -> bytes:
+    """The HTML index nginx's ``autoindex`` answers for a folder: a link per entry, then its
+    modification time (``01-Oct-2019 08:31``, UTC) and exact size (``-`` for a folder)."""
+    rows = ['<a href="../">../</a>']
+    for entry in sorted(folder.iterdir()):
+        stat, name = entry.stat(), entry.name + "/" * entry.is_dir()
+        when = datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%d-%b-%Y %H:%M")
+        size = "-" if entry.is_dir() else str(stat.st_size)
+        link = f'<a href="{quote(name)}">{escape(name)}</a>'
+        rows.append(f"{link}{' ' * max(51 - len(name), 1)}{when} {size:>19}")
+    title = f"Index of {escape(path)}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1>"
+        f"<hr><pre>{chr(10).join(rows)}\r\n</pre><hr></body>\r\n</html>\r\n"
+    ).encode()
+
+
 class ArchiveServer(LoopbackServer):
     """The files under ``root`` served on 127.0.0.1 (free port); a context manager.
 
     Like the S3 bucket behind Binance's archive, ``GET /?list-type=2&prefix=...`` answers an S3
     ListObjectsV2 listing (``start-after``, ``continuation-token``, ``max-keys`` up to
     ``page_size``; no ``delimiter``/CommonPrefixes) in S3's XML, with the ETag (MD5) a GET of each
-    file answers.
+    file answers. Like the nginx behind Bybit's archive, a folder answers its HTML index
+    (:func:`autoindex`: each file's date and exact size), made when asked.
     ``inject(path, *faults)`` queues faults for a URL path (relative to the root; ``/`` for
     listings); ``log`` lists ``(method, path, status)`` of every request served (a listing's
     path is ``/?`` and its query).
@@ -303,8 +321,14 @@ class ArchiveServer(LoopbackServer):
                         self.wfile.write(body)
                     return
                 file = (server.root / path.lstrip("/")).resolve()
-                if file.is_dir():  # a folder answers with its index, as static hosts do
-                    file = file / "index.html"
+                inside = file == server.root.resolve() or server.root.resolve() in file.parents
+                if inside and file.is_dir():  # a folder answers with its index, as nginx does
+                    body = autoindex(file, path)
+                    headers = {"Content-Length": str(len(body)), "Content-Type": "text/html"}
+                    self._answer(200, body, headers)
+                    if send_body:
+                        self.wfile.write(body)
+                    return
                 if server.root.resolve() not in file.parents or not file.is_file():
                     self._answer(404, b"", {"Content-Length": "0"})
                     return

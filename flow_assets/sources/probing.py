@@ -1,7 +1,7 @@
 """Bounded probing of the archives for a sensor tick: which finished months are out, which version.
 
 Each archive's description names its mechanism (``Exchange.probe``); the sensor never looks at
-which venue it probes. Two mechanisms:
+which venue it probes. Three mechanisms:
 
 * **An S3 listing** (:class:`S3Listing`: Binance USD-M and COIN-M, whose archive is an S3
   bucket). One S3 ListObjectsV2 request (``?list-type=2&prefix=...&start-after=...``,
@@ -12,6 +12,16 @@ which venue it probes. Two mechanisms:
   files themselves for an exchange without checksums): a reissued file has a new CHECKSUM, so
   a new ETag (the MD5 of a single-part object), as the CHECKSUM text made the version before.
   The zip itself is verified against its CHECKSUM when it is read.
+* **An HTML index** (:class:`HtmlIndex`: Bybit, whose symbol folder is an nginx-style index
+  printing each file's date and exact size). One GET of the folder per instrument; a month's
+  version is the digest of its files' names, sizes and dates; a month with an absent file
+  younger than ``PUBLICATION_GRACE_DAYS`` is not out yet. A rewritten file changes its date
+  (to the minute) and almost surely its size, so a revision is seen at the next visit. The
+  index carries what a version needs, so no request per day file (the frontier would cost
+  about one HEAD a day per instrument plus its re-checks, and notice a revision only within
+  42 visits). The format is nginx's ``autoindex`` as public readers of Bybit's archive parse it
+  (not checked against the live site); a page naming a file without its date and size is
+  refused naming the file, so a change of format fails that instrument's probe loudly.
 * **Day files without a listing** (:class:`DayFrontier`: OKX). Per instrument, a
   :class:`DayFiles` state remembers the signature (HEAD: ETag, Content-Length, Last-Modified)
   of each file of the window (the files of the lookback months and of the running month). A
@@ -34,6 +44,7 @@ round-robin from a position, so a tick cut short by its budget resumes where it 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
 
 import requests
@@ -476,6 +487,71 @@ def probe_day_files(
     return day_versions(target, dates, state)
 
 
+# --------------------------------------------------------------------------- HTML index
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """One file of a folder's HTML index: its last modification as printed and its size."""
+
+    modified: str
+    size: int
+
+
+# nginx's autoindex: ``<a href="NAME">NAME</a>   01-Oct-2019 08:31   123456`` per file
+_AUTOINDEX_ROW = re.compile(
+    r'<a href="(?P<href>[^"?#]+)">[^<]*</a>[ \t]+'
+    r"(?P<modified>\d{2}-[A-Za-z]{3}-\d{4} \d{2}:\d{2}(?::\d{2})?)[ \t]+(?P<size>\d+|-)"
+)
+
+
+def parse_autoindex(text: str, url: str) -> dict[str, Indexed]:
+    """The files of an nginx-style folder index (``autoindex`` with exact sizes) by name; a
+    page that is not such an index, or lists a file without its date and size, is refused."""
+    if "<a " not in text:
+        raise ProbeError(f"{url}: not an HTML index: {text[:200]!r}")
+    files = {
+        unquote(m["href"]): Indexed(m["modified"], int(m["size"]))
+        for m in _AUTOINDEX_ROW.finditer(text)
+        if m["size"] != "-"
+    }
+    linked = {unquote(h) for h in re.findall(r'<a href="([^"?#]+)"', text)}
+    bare = sorted(h for h in linked - set(files) if not h.endswith("/"))
+    if bare:
+        raise ProbeError(f"{url}: the index gives no date and size for {bare[0]}")
+    return files
+
+
+def probe_indexed(
+    net: Net, base: str, target: Target, today: date, parse: Callable[..., dict[str, Indexed]]
+) -> dict[str, str]:
+    """The version of each month of ``target`` that is out, from one GET of the HTML index of
+    its day files' folder: the digest of each present file's name, size and date. A month
+    with an absent file younger than ``PUBLICATION_GRACE_DAYS`` is not out yet (an older
+    absent file is missing, as the fetch decides)."""
+    daily = target.exchange.daily_url
+    folder = _folder(target.key(daily, target.months[0]))
+    url = f"{base}/{folder}"
+    response = net.request("GET", url)
+    if response is None:
+        return {}  # no folder: nothing published for the instrument yet
+    files = parse(response.text, url)
+    recent = today - timedelta(days=PUBLICATION_GRACE_DAYS)
+    versions = {}
+    for month in target.months:
+        parts, waiting = [], False
+        for day in month_dates(target.exchange, month):
+            name = target.key(daily, day).rsplit("/", 1)[-1]
+            found = files.get(name)
+            if found is not None:
+                parts.append(f"{name}:{found.size}:{found.modified}")
+            waiting = waiting or (found is None and day >= recent)
+        version = None if waiting else digest("index", parts)
+        if version is not None:
+            versions[month.isoformat()] = version
+    return versions
+
+
 # --------------------------------------------------------------------------- the mechanisms
 
 
@@ -517,6 +593,28 @@ class S3Listing:
     ) -> dict[str, str]:
         """The versions of the months of ``target`` that are out (one or two listings)."""
         return probe_listed(net, self.url(target.exchange, site), target)
+
+
+@dataclass(frozen=True)
+class HtmlIndex:
+    """An archive whose day-file folder is an HTML index giving each file's size and date
+    (``parse``, nginx's autoindex by default): one GET per instrument (:func:`probe_indexed`)."""
+
+    parse: Callable[[str, str], dict[str, Indexed]] = parse_autoindex
+    url_env: str | None = None
+
+    def versions(
+        self,
+        net: Net,
+        site: Site,
+        target: Target,
+        states: dict[str, DayFiles],
+        key: str,
+        today: date,
+    ) -> dict[str, str]:
+        """The versions of the months of ``target`` that are out (one request)."""
+        base = target.exchange.base_url(site.base)
+        return probe_indexed(net, base, target, today, self.parse)
 
 
 @dataclass(frozen=True)
