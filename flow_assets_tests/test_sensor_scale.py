@@ -1,6 +1,7 @@
-"""archive_sensor at universe size: 1,000 tracked instruments (750 Binance, 250 OKX, start months
-spread over 2019-09 .. last month) against a loopback archive, each tick evaluated through
-Dagster on a SQLite instance, every request counted by the server.
+"""archive_sensor at universe size: 1,040 tracked instruments (750 Binance USD-M, 250 OKX, and 20
+each of Binance COIN-M and Bybit, so every probe mechanism is in one round; start months spread
+over 2019-09 .. last month) against a loopback archive, each tick evaluated through Dagster on a
+SQLite instance, every request counted by the server.
 
 Each tick ends inside its budget whatever the archive answers (nothing, some months, nothing at
 all, silence), the cursor moves on when a tick is cut short, a round over every instrument
@@ -30,9 +31,10 @@ from flow_assets.sources.mirror import ArchiveServer, sample_trades, write_binan
 from flow_assets.sources.okx import UTC_OFFSET
 from flow_assets.sources.probing import FRONTIER_STEPS, RECHECKS
 from flow_assets.symbology import to_native
-from flow_assets.venues import NAMES
+from flow_assets.venues import NAMES, VENUES
 
 N_BINANCE, N_OKX = 750, 250
+N_CM, N_BYBIT = 20, 20  # a few of each venue added since: every mechanism in one round
 TODAY = datetime.now(UTC).date()
 THIS = TODAY.replace(day=1)
 LAST = (THIS - timedelta(days=1)).replace(day=1)  # the last finished month
@@ -52,16 +54,26 @@ def _start(i: int, count: int) -> date:
     return date(FIRST.year + year, month + 1, 1)
 
 
+def _venue(exchange: str, symbol: str, letter: str, count: int) -> list[InstrumentEntry]:
+    """``count`` instruments of ``exchange``: ``symbol`` with the bases ``{letter}0000``..."""
+    bases = (f"{letter}{i:04d}" for i in range(count))
+    return [
+        InstrumentEntry(exchange, symbol.format(base=b), _start(i, count))
+        for i, b in enumerate(bases)
+    ]
+
+
 def _entries() -> list[InstrumentEntry]:
-    binance = [
-        InstrumentEntry("binance-futures", f"perpetual-B{i:04d}-USDT:USDT", _start(i, N_BINANCE))
-        for i in range(N_BINANCE)
-    ]
-    okx = [
-        InstrumentEntry("okx-perps", f"perpetual-O{i:04d}-USDT:USDT", _start(i, N_OKX))
-        for i in range(N_OKX)
-    ]
-    return binance + okx
+    return (
+        _venue("binance-futures", "perpetual-{base}-USDT:USDT", "B", N_BINANCE)
+        + _venue("okx-perps", "perpetual-{base}-USDT:USDT", "O", N_OKX)
+        + _venue("binance-futures-cm", "perpetual-{base}-USD:{base}", "C", N_CM)
+        + _venue("bybit-perps", "perpetual-{base}-USDT:USDT", "Y", N_BYBIT)
+    )
+
+
+def _of(exchange: str) -> list[InstrumentEntry]:
+    return [e for e in _entries() if e.exchange == exchange]
 
 
 class Universe:
@@ -107,7 +119,7 @@ def universe(
 def _publish_binance(root: Path, count: int) -> set[str]:
     """The last finished month of the first ``count`` Binance instruments; their keys."""
     keys = set()
-    for entry in _entries()[:count]:
+    for entry in _of("binance-futures")[:count]:
         trades = sample_trades(_utc(LAST), _utc(THIS), 20, seed=len(keys))
         write_binance(trades, root, entry.symbol, monthly=True)
         keys.add(str(partition_key(entry, LAST)))
@@ -127,10 +139,33 @@ def _publish_okx(root: Path, count: int) -> set[str]:
     keys = set()
     days = [LAST + timedelta(days=d) for d in range((THIS - LAST).days + 1)]
     before = (LAST - timedelta(days=1)).replace(day=1)
-    for entry in _entries()[-count:]:
+    for entry in _of("okx-perps")[-count:]:
         trades = sample_trades(_utc(LAST), _utc(THIS) - UTC_OFFSET, 20, seed=len(keys))
         write_okx(trades, root, entry.symbol, empty_days=tuple(days), contract_value_at=_one)
         keys.add(str(partition_key(entry, before if entry.covers(before) else LAST)))
+    return keys
+
+
+def _publish_new_venues(root: Path, count: int) -> set[str]:
+    """The last finished month of the first ``count`` COIN-M instruments (a monthly zip and
+    its CHECKSUM) and of the first ``count`` Bybit ones (a gzip file a day); their keys. The
+    sensor only lists and indexes them, so the files' bytes are placeholders."""
+    keys = set()
+    for name in ("binance-futures-cm", "bybit-perps"):
+        archive = VENUES[name].archive
+        for entry in _of(name)[:count]:
+            native = to_native(entry.exchange, entry.symbol)
+            if archive.monthly_url is not None:
+                urls = [archive.monthly_url("", native, archive.datasets[0], LAST)]
+            else:
+                days = [LAST + timedelta(days=d) for d in range((THIS - LAST).days)]
+                urls = [archive.daily_url("", native, archive.datasets[0], d) for d in days]
+            checksums = [archive.checksum_url(u) for u in urls] if archive.checksum_url else []
+            for url in urls + checksums:
+                path = root / url.lstrip("/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"placeholder " + url.encode())
+            keys.add(str(partition_key(entry, LAST)))
     return keys
 
 
@@ -146,17 +181,20 @@ def _visited(log: list[tuple[str, str, int]]) -> set[str]:
     """The native ids of the instruments the logged requests were about."""
     natives = set()
     for _, path, _ in log:
-        if path.startswith("/?"):  # a listing: prefix data/futures/um/{monthly|daily}/aggTrades/X/
+        if path.startswith("/?"):  # a listing: prefix data/futures/{um|cm}/{period}/aggTrades/X/
             natives.add(parse_qs(path[2:])["prefix"][0].split("/")[5])
+        elif path.startswith("/trading/"):  # a Bybit folder's index: /trading/X/
+            natives.add(path.split("/")[2])
         else:  # an OKX day file: .../{X}-trades-{day}.zip
             natives.add(path.rsplit("/", 1)[1].split("-trades-")[0])
     return natives
 
 
 NATIVES = {to_native(e.exchange, e.symbol) for e in _entries()}
-# what a round over every instrument costs at most: two listings per Binance instrument, and
-# per OKX instrument its frontier steps and re-checks; an instrument is visited again within
-ROUND_REQUESTS = 2 * N_BINANCE + (FRONTIER_STEPS + 1 + RECHECKS) * N_OKX
+# what a round over every instrument costs at most: two listings per Binance instrument (USD-M
+# or COIN-M), one index per Bybit instrument, and per OKX instrument its frontier steps and
+# re-checks; an instrument is visited again within
+ROUND_REQUESTS = 2 * (N_BINANCE + N_CM) + N_BYBIT + (FRONTIER_STEPS + 1 + RECHECKS) * N_OKX
 VISIT_TICKS = math.ceil(ROUND_REQUESTS / SENSOR_LIMITS.requests) + 1  # ticks
 MAX_TICKS = 12
 
@@ -188,6 +226,7 @@ def test_a_tick_at_1000_instruments_stays_in_budget_whatever_the_archive_answers
     assert universe.state["next"] is not None, "cut short: the round goes on next tick"
     first_stop = universe.state["next"]
     published |= _publish_binance(mirror_root, 40)  # then months published on Binance
+    published |= _publish_new_venues(mirror_root, 5)  # and on COIN-M and Bybit
     number = 1
     while requested != published or min(last_visit.values()) == 0:
         number += 1
