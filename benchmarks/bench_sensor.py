@@ -1,15 +1,16 @@
 """archive_sensor at universe size: tick time and requests at 1,000 instruments, before and after.
 
-Tracks ``--binance`` + ``--okx`` synthetic instruments (explicit entries, start months spread over
-2019-09 .. last month), registered on a SQLite instance in a temporary ``DAGSTER_HOME``, against
-a loopback archive (:class:`flow_assets.sources.mirror.ArchiveServer`, which counts requests and
-answers S3 listings). Each tick is the sensor itself evaluated through Dagster
+Tracks ``--binance`` + ``--okx`` (+ ``--cm`` COIN-M, ``--bybit``) synthetic instruments
+(explicit entries, start months spread over 2019-09 .. last month), registered on a SQLite
+instance in a temporary ``DAGSTER_HOME``, against a loopback archive
+(:class:`flow_assets.sources.mirror.ArchiveServer`, which counts requests, answers S3 listings
+and indexes folders). Each tick is the sensor itself evaluated through Dagster
 (``dg.build_sensor_context`` with the instance), with the production limits
 (``SENSOR_LIMITS``). Scenarios, each on a fresh instance and cursor:
 
 * ``empty``: the archive answers 404 / lists nothing (the issue's measurement);
 * ``published``: every lookback month of every instrument is out (Binance monthly zip +
-  CHECKSUM, OKX every day file up to yesterday), the steady state;
+  CHECKSUM, OKX and Bybit every day file up to yesterday), the steady state;
 * ``refused`` / ``silent``: nothing listens on the port / a socket accepts and never answers;
 * ``lookups``: the newest run of each of 1,000 pending requests among 3,000 runs on SQLite,
   found in batches (this sensor, ``_latest_runs``) and one query per request (the sensor
@@ -73,8 +74,18 @@ FIRST = date(2019, 9, 1)
 LAST = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
-def entries(binance: int, okx: int) -> list[InstrumentEntry]:
-    """Synthetic instruments, start months spread from 2019-09 to the last finished month."""
+# per venue: the synthetic symbols (``{base}`` = a letter and a number) and the command option
+SYNTHETIC = {
+    "binance-futures": ("perpetual-B{i:04d}-USDT:USDT", "binance"),
+    "okx-perps": ("perpetual-O{i:04d}-USDT:USDT", "okx"),
+    "binance-futures-cm": ("perpetual-C{i:04d}-USD:C{i:04d}", "cm"),
+    "bybit-perps": ("perpetual-Y{i:04d}-USDT:USDT", "bybit"),
+}
+
+
+def entries(counts: dict[str, int]) -> list[InstrumentEntry]:
+    """Synthetic instruments of each venue (``counts``), start months spread from 2019-09 to the
+    last finished month."""
     months = (LAST.year - FIRST.year) * 12 + LAST.month - FIRST.month
 
     def start(i: int, count: int) -> date:
@@ -82,11 +93,9 @@ def entries(binance: int, okx: int) -> list[InstrumentEntry]:
         return date(FIRST.year + year, month + 1, 1)
 
     return [
-        InstrumentEntry("binance-futures", f"perpetual-B{i:04d}-USDT:USDT", start(i, binance))
-        for i in range(binance)
-    ] + [
-        InstrumentEntry("okx-perps", f"perpetual-O{i:04d}-USDT:USDT", start(i, okx))
-        for i in range(okx)
+        InstrumentEntry(venue, SYNTHETIC[venue][0].format(i=i), start(i, count))
+        for venue, count in counts.items()
+        for i in range(count)
     ]
 
 
@@ -244,18 +253,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binance", type=int, default=750)
     parser.add_argument("--okx", type=int, default=250)
+    parser.add_argument("--cm", type=int, default=0)
+    parser.add_argument("--bybit", type=int, default=0)
     parser.add_argument("--scenarios", default="empty,published,refused,silent,lookups")
     parser.add_argument("--max-ticks", type=int, default=20)
     parser.add_argument("--before", action="store_true")
     parser.add_argument("--before-sample", type=int, default=50)
     parser.add_argument("--out", default=str(ROOT / "data/bench/sensor"))
     args = parser.parse_args()
-    tracked = entries(args.binance, args.okx)
+    counts = {venue: getattr(args, option) for venue, (_, option) in SYNTHETIC.items()}
+    tracked = entries(counts)
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "limits": str(SENSOR_LIMITS),
-        "instruments": {"binance": args.binance, "okx": args.okx},
+        "instruments": counts,
         "scenarios": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-sensor-") as tmp:
