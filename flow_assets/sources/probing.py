@@ -523,7 +523,11 @@ def parse_autoindex(text: str, url: str) -> dict[str, Indexed]:
 
 
 def probe_indexed(
-    net: Net, base: str, target: Target, today: date, parse: Callable[..., dict[str, Indexed]]
+    net: Net,
+    base: str,
+    target: Target,
+    today: date,
+    parse: Callable[[str, str], dict[str, Indexed]],
 ) -> dict[str, str]:
     """The version of each month of ``target`` that is out, from one GET of the HTML index of
     its day files' folder: the digest of each present file's name, size and date. A month
