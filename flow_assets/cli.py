@@ -108,9 +108,10 @@ def api_howto(exchange: str, symbol: str, start: date, end: date, interval: str 
             "  .venv/bin/pip install --quiet 'aperiodic[polars]'",
             "  export FLOW_ASSETS_API_SECRET=$(head -c 32 /dev/urandom | base64)",
             "  export KEY=$(.venv/bin/flow-assets keys create --name demo-$RANDOM | tail -1)",
-            "  .venv/bin/flow-assets serve & sleep 3   # docs: http://127.0.0.1:8000/api/v1/docs",
+            "  .venv/bin/flow-assets serve & SERVER=$!; sleep 3  # docs: :8000/api/v1/docs",
             "  export APERIODIC_API_URL=http://127.0.0.1:8000/api/v1",
             f'  .venv/bin/python -c "{read}"',
+            "  kill $SERVER   # stops the API server (or: fg, then Ctrl-C)",
         ]
     )
 

@@ -7,19 +7,23 @@
    (``FLOW_ASSETS_BINANCE_URL``, ...) at it; serves every venue's metadata endpoints in its exact
    JSON shape (a sample of every kind of listed perpetual) for its catalog variable
    (``FLOW_ASSETS_BINANCE_API_URL``, ...).
-3. Materializes the instrument catalogs (contract values come from there) and registers
-   the instrument partitions, as ``instruments_sensor`` does on the daemon.
-4. Runs every instrument-month through Dagster (each exchange's flow job: raw trades, flow bars
-   and their checks), months in order, then the daily cross-exchange summary, on the persistent
-   SQLite instance in ``.dagster_home`` — so the runs, materializations and checks can be browsed in
-   ``dagster dev`` afterwards (``--dev`` starts it, with the mirror still served).
+3. Starts ``dagster dev`` (webserver, daemon, code server) on the persistent SQLite instance in
+   ``.dagster_home`` and launches everything through the webserver's GraphQL API, as the UI
+   does: the instrument catalogs (one run; contract values come from there), then the
+   instrument partitions are registered (what ``instruments_sensor`` does on the daemon), then a
+   backfill of each venue's flow job over every instrument-month and one of ``summary_job``,
+   which the daemon's queue executes (2 runs at once, an instrument's months in order). The runs
+   carry the code location's origin: the job's Runs tab, Overview's timeline and the Backfills
+   tab list them in ``dagster dev`` afterwards (``--dev`` keeps it running, with the mirror
+   still served).
 """
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
-import subprocess
+import signal
 import sys
 import warnings
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +35,7 @@ import polars as pl
 from flow_assets.catalog.mirror import CatalogServer
 from flow_assets.cli import api_howto
 from flow_assets.client import get_metrics
-from flow_assets.instruments import InstrumentEntry, load_config
+from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, load_config
 from flow_assets.orchestration.automation import flow_job_name
 from flow_assets.orchestration.catalog import run_instruments_sensor
 from flow_assets.orchestration.definitions import build_definitions, default_resources
@@ -45,6 +49,15 @@ from flow_assets.sources.mirror import (
 from flow_assets.sources.report import month_bounds
 from flow_assets.store import ObjectStore, open_store
 from flow_assets.venues import VENUES, venue
+from flow_assets.webui import (
+    IN_PROCESS,
+    TERMINAL,
+    DagsterDev,
+    LaunchError,
+    launch_job_backfill,
+    launch_run,
+    wait_runs,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / "data" / "demo"
@@ -58,7 +71,9 @@ ARCHIVE_INSTRUMENTS = (
     ("bybit-perps", "perpetual-BTC-USDT:USDT"),
 )
 TARDIS_INSTRUMENT = ("binance-futures", "perpetual-SOL-USDT:USDT")
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has it all
+# Steps in the run worker's process, console logs quiet (the UI has them all).
+RUN_CONFIG = {**IN_PROCESS, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+RUN_TIMEOUT = 900.0  # seconds the demo waits for its runs
 
 
 def _trades(months: tuple[date, ...], per_month: int, seed: int) -> pl.DataFrame:
@@ -109,40 +124,60 @@ def generate_mirror(root: Path, months: tuple[date, ...], per_month: int) -> Pat
     return instruments
 
 
-def run_backfill(
-    defs: dg.Definitions,
-    entries: list[InstrumentEntry],
-    months: tuple[date, ...],
-    instance: dg.DagsterInstance,
-) -> list[dg.ExecuteInProcessResult]:
-    """Every instrument-month through its exchange's flow job (months in order), then the
-    summaries."""
-    summary_job = defs.resolve_job_def("summary_job")
-    results = []
-    tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
+def _partitions(entries: list[InstrumentEntry], months: tuple[date, ...]) -> dict[str, list[str]]:
+    """Each exchange's flow job and its partitions, months in order (a backfill submits its runs
+    in this order, and the queue runs one instrument's months one after another)."""
+    jobs: dict[str, list[str]] = {}
     for month in months:
         for entry in entries:
-            key = str(partition_key(entry, month))
-            print(f"  {entry.exchange} {key} ...", flush=True)
-            result = defs.resolve_job_def(flow_job_name(entry.exchange)).execute_in_process(
-                partition_key=key, instance=instance, tags=tags, run_config=QUIET
+            jobs.setdefault(flow_job_name(entry.exchange), []).append(
+                str(partition_key(entry, month))
             )
-            results.append(result)
-        results.append(
-            summary_job.execute_in_process(
-                partition_key=month.isoformat(), instance=instance, tags=tags, run_config=QUIET
-            )
-        )
-    return results
+    return jobs
 
 
-def report(store: ObjectStore, results: list[dg.ExecuteInProcessResult], instruments: Path) -> None:
+def _printer(done: set[str]):
+    """A progress callback printing each run once it has ended."""
+
+    def show(found: list[dict]) -> None:
+        for run in found:
+            if run["status"] in TERMINAL and run["runId"] not in done:
+                done.add(run["runId"])
+                key = run["tags"].get("dagster/partition", "")
+                print(f"  {run['jobName']} {key} {run['status']}", flush=True)
+
+    return show
+
+
+def run_backfill(
+    dev: DagsterDev, entries: list[InstrumentEntry], months: tuple[date, ...], tags: dict
+) -> list[dict]:
+    """A backfill of each exchange's flow job over every instrument-month, launched through the
+    webserver as the UI's "Launch backfill" does and executed by the daemon; then one of
+    ``summary_job`` over the months. Returns every run, with its status."""
+    done: set[str] = set()
+    jobs = _partitions(entries, months)
+    flow_tags = {**tags, "flow_assets/step": "flow"}
+    for job, keys in jobs.items():
+        backfill = launch_job_backfill(dev, job, keys, RUN_CONFIG, flow_tags)
+        print(f"  backfill {backfill}: {job}, {len(keys)} instrument-months", flush=True)
+    total = sum(len(keys) for keys in jobs.values())
+    flow = wait_runs(dev, flow_tags, total, RUN_TIMEOUT, _printer(done))
+    summary_tags = {**tags, "flow_assets/step": "summary"}
+    backfill = launch_job_backfill(
+        dev, "summary_job", [m.isoformat() for m in months], RUN_CONFIG, summary_tags
+    )
+    print(f"  backfill {backfill}: summary_job, {len(months)} months", flush=True)
+    return flow + wait_runs(dev, summary_tags, len(months), RUN_TIMEOUT, _printer(done))
+
+
+def report(store: ObjectStore, runs: list[dict], instruments: Path, dev: DagsterDev) -> None:
     """What was published, a read back through ``get_metrics``, and how to go on."""
-    failed = [r.run_id for r in results if not r.success]
+    failed = [r["runId"] for r in runs if r["status"] != "SUCCESS"]
     published = list_manifests(store, "flow")
     files = sum(len(m.files) for m in published)
     print(
-        f"\n{len(results) - len(failed)}/{len(results)} runs succeeded; {len(published)} "
+        f"\n{len(runs) - len(failed)}/{len(runs)} runs succeeded; {len(published)} "
         f"instrument-months published ({files} files, each month under one manifest)"
     )
     for m in published[:2]:
@@ -165,26 +200,61 @@ def report(store: ObjectStore, results: list[dg.ExecuteInProcessResult], instrum
     print("\n" + api_howto(exchange, symbol, start, end))
     env = f"DAGSTER_HOME={DAGSTER_HOME} FLOW_ASSETS_INSTRUMENTS={instruments}"
     print(
-        f"\nBrowse it all:  {env} .venv/bin/dagster dev\n"
-        "(or `bash scripts/demo.sh --dev` to also keep the mirror and the catalog served for "
-        "new runs)"
+        f"\nThe runs, the backfills (Runs -> Backfills), the materializations and checks "
+        f"were in {dev.url} while the demo ran. Browse them again:\n"
+        f"  {env} .venv/bin/dagster dev      # http://127.0.0.1:3000, Ctrl-C stops it\n"
+        "(or `bash scripts/demo.sh --dev` to keep the mirror and the catalog served for new runs)"
     )
+
+
+def materialize(
+    dev: DagsterDev, config: InstrumentsConfig, months: tuple[date, ...], tags: dict
+) -> list[dict]:
+    """Through ``dev``: the catalogs (one run), the instrument partitions, then the backfills
+    of every instrument over ``months``. Returns every run with its status."""
+    print("4/5 materializing the instrument catalogs (every listed perpetual)", flush=True)
+    catalog_tags = {**tags, "flow_assets/step": "catalog"}
+    launch_run(dev, "instrument_catalog_job", RUN_CONFIG, catalog_tags)
+    runs = wait_runs(dev, catalog_tags, 1, RUN_TIMEOUT)
+    if runs[0]["status"] != "SUCCESS":
+        raise LaunchError(f"the catalog run {runs[0]['runId']} ended {runs[0]['status']}")
+    # What instruments_sensor does on the daemon (every 5 minutes): the instrument partitions
+    # and their tracked months (catalog/{exchange}/tracked.json in the store).
+    defs = build_definitions(config, default_resources())
+    with dg.DagsterInstance.get() as instance:
+        run_instruments_sensor(defs, instance)
+    _exit_on_sigterm()  # Dagster's in-process evaluation remaps SIGTERM (_utils/interrupts.py)
+    entries = list(config.entries)
+    print(
+        f"5/5 backfilling {len(entries)} instruments x {len(months)} months "
+        "(runs queued by the daemon, 2 at a time)",
+        flush=True,
+    )
+    return runs + run_backfill(dev, entries, months, tags)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so `dagster dev` (its own process group) is stopped too."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades-per-month", type=int, default=20_000)
-    parser.add_argument("--dev", action="store_true", help="then start `dagster dev` on it")
+    parser.add_argument("--dev", action="store_true", help="keep `dagster dev` running after")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    _exit_on_sigterm()
 
     DAGSTER_HOME.mkdir(exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", DAGSTER_HOME / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(DAGSTER_HOME)
-    print(f"1/4 generating a local archive mirror under {DEMO_DIR / 'mirror'}", flush=True)
+    print(f"1/5 generating a local archive mirror under {DEMO_DIR / 'mirror'}", flush=True)
     instruments = generate_mirror(DEMO_DIR / "mirror", MONTHS, args.trades_per_month)
     os.environ["FLOW_ASSETS_INSTRUMENTS"] = str(instruments)
     store = open_store()
+    tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
     with (
         ArchiveServer(DEMO_DIR / "mirror") as server,
         CatalogServer({name: v.catalog.sample() for name, v in VENUES.items()}) as catalogs,
@@ -192,27 +262,18 @@ def main(argv: list[str] | None = None) -> int:
         for each in VENUES.values():
             os.environ[each.archive.url_env] = server.url
             os.environ[each.catalog.url_env] = catalogs.url
-        print(f"2/4 serving it on {server.url}, the exchanges' metadata on {catalogs.url}")
-        config = load_config(instruments)
-        defs = build_definitions(config, default_resources())
-        with dg.DagsterInstance.get() as instance:
-            print("3/4 materializing the instrument catalogs (every listed perpetual)", flush=True)
-            catalog = defs.resolve_job_def("instrument_catalog_job")
-            results = [catalog.execute_in_process(instance=instance, run_config=QUIET)]
-            # What the instruments_sensor does on the daemon: the instrument partitions and
-            # their tracked months (catalog/{exchange}/tracked.json in the store).
-            run_instruments_sensor(defs, instance)
-            entries = list(config.entries)
-            print(f"4/4 materializing {len(entries)} instruments x {len(MONTHS)} months")
-            results += run_backfill(defs, entries, MONTHS, instance)
-        report(store, results, instruments)
-        if args.dev:
-            subprocess.run(
-                [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")],
-                cwd=REPO,
-                check=False,
-            )
-    return 0 if all(r.success for r in results) else 1
+        print(f"2/5 serving it on {server.url}, the exchanges' metadata on {catalogs.url}")
+        port = 3000 if args.dev else 0
+        log = DEMO_DIR / "dagster-dev.log"
+        with DagsterDev(REPO / "workspace.yaml", os.environ, log, port) as dev:
+            print(f"3/5 dagster dev (webserver and daemon) on {dev.url}, its output in {log}")
+            runs = materialize(dev, load_config(instruments), MONTHS, tags)
+            report(store, runs, instruments, dev)
+            if args.dev:
+                print(f"\nServing {dev.url} with the mirror; Ctrl-C stops it.", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    dev.process.wait()
+    return 0 if all(r["status"] == "SUCCESS" for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -696,7 +697,38 @@ def test_openapi_document_is_served(api: Api) -> None:
     assert set(data["responses"]) == {"200", "400", "401", "403", "404", "429", "503"}
     assert "Retry-After" in data["responses"]["429"]["headers"]
     assert document["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-KEY"
-    assert requests.get(f"{api.base}/docs", timeout=10).status_code == 200
+    codes = {}
+    for path in document["paths"].values():
+        for operation in path.values():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    examples = response["content"]["application/json"]["examples"]
+                    for name, example in examples.items():
+                        assert example["value"]["code"] == name, (status, name)
+                    codes.setdefault(status, set()).update(examples)
+    assert codes["400"] == {
+        "invalid_parameter",
+        "invalid_range",
+        "range_too_long",
+        "not_in_preview",
+    }
+    assert {"key_revoked", "tier_required", "preview_only", "link_expired"} <= codes["403"]
+    assert codes["503"] == {"store_unavailable", "key_store_unavailable"}
+
+
+def test_docs_page_needs_no_cdn(api: Api) -> None:
+    """/docs loads Swagger UI from this server (the fastapi-offline package's files)."""
+    page = requests.get(f"{api.base}/docs", timeout=10)
+    assert page.status_code == 200
+    sources = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert sources, page.text
+    assert all(s.startswith("/api/v1/docs-assets/") for s in sources), sources
+    assert "http://" not in page.text, page.text
+    assert "https://" not in page.text, page.text
+    for source in sources:
+        asset = requests.get(f"{api.base.removesuffix('/api/v1')}{source}", timeout=10)
+        assert asset.status_code == 200, source
+        assert len(asset.content) > 500, source
 
 
 def test_access_log_names_the_key_never_the_key(api: Api, caplog: pytest.LogCaptureFixture) -> None:

@@ -360,6 +360,10 @@ def test_the_demo_howto_is_runnable_text() -> None:
     assert "flow-assets keys create" in text
     assert "flow-assets serve" in text
     assert "APERIODIC_API_URL=http://127.0.0.1:8000/api/v1" in text
-    snippet = text.splitlines()[-1].split('-c "', 1)[1].rstrip('"')
+    (line,) = [line for line in text.splitlines() if '-c "' in line]
+    snippet = line.split('-c "', 1)[1].rstrip('"')
     compile(snippet, "<howto>", "exec")
     assert "start_date=dt.date.fromisoformat('2024-01-01')" in snippet
+    serve = next(line for line in text.splitlines() if "flow-assets serve &" in line)
+    assert "SERVER=$!" in serve  # the closing line stops the server it started
+    assert text.splitlines()[-1].strip().startswith("kill $SERVER")

@@ -15,12 +15,9 @@ import requests
 from flow_assets.catalog import (
     CatalogFetchError,
     CatalogShapeError,
-    OkxApiError,
     UnknownContractError,
     contract_values,
-    fetch_binance,
     fetch_catalog,
-    fetch_okx,
     load_catalog,
     merge_snapshot,
     resolve_api_url,
@@ -28,13 +25,18 @@ from flow_assets.catalog import (
     update_catalog,
     value_at,
 )
-from flow_assets.catalog.mirror import CatalogServer, okx_instrument
-from flow_assets.catalog.samples import binance_sample, okx_sample
+from flow_assets.catalog.mirror import CatalogServer
 from flow_assets.loopback import Fault
 from flow_assets.sources.http import make_session
 from flow_assets.sources.okx import ContractValues
 from flow_assets.store import LocalStore
 from flow_assets.symbology import from_native, to_native
+from flow_assets.venues import binance_futures
+from flow_assets.venues.okx_perps import OkxApiError, okx_instrument
+from flow_assets.venues.okx_perps import sample as okx_sample
+
+binance_sample = binance_futures.sample
+OKX, BINANCE = "okx-perps", "binance-futures"
 
 OKX_PATH = "/api/v5/public/instruments"
 BINANCE_PATH = "/fapi/v1/exchangeInfo"
@@ -66,7 +68,7 @@ def okx_with(items: list[dict[str, Any]]) -> dict[str, Any]:
 def test_fetch_both_catalogs_from_the_local_server(
     server: CatalogServer, session: requests.Session
 ) -> None:
-    binance = fetch_binance(server.url, session)
+    binance = fetch_catalog(BINANCE, server.url, session)
     okx = fetch_catalog("okx-perps", server.url, session)
     assert binance.height > 200
     assert okx.height > 200
@@ -92,27 +94,27 @@ def test_base_urls_from_the_environment(
     monkeypatch.setenv("FLOW_ASSETS_OKX_API_URL", server.url + "/")
     monkeypatch.setenv("FLOW_ASSETS_BINANCE_API_URL", server.url)
     assert resolve_api_url("okx-perps") == server.url
-    assert fetch_okx(session=session).height > 200
-    assert fetch_binance(session=session).height > 200
+    assert fetch_catalog(OKX, session=session).height > 200
+    assert fetch_catalog(BINANCE, session=session).height > 200
 
 
 def test_okx_error_code_is_a_clear_error(server: CatalogServer, session: requests.Session) -> None:
     server.documents["okx-perps"] = {"code": "50011", "msg": "Too Many Requests", "data": []}
     with pytest.raises(OkxApiError, match=r"50011.*Too Many Requests") as error:
-        fetch_okx(server.url, session)
+        fetch_catalog(OKX, server.url, session)
     assert error.value.code == "50011"
 
 
 def test_http_500_after_retries(server: CatalogServer, session: requests.Session) -> None:
     server.inject(BINANCE_PATH, *[Fault(status=500)] * 3)
     with pytest.raises(CatalogFetchError, match="HTTP 500"):
-        fetch_binance(server.url, session)
+        fetch_catalog(BINANCE, server.url, session)
     assert [entry[2] for entry in server.log] == [500, 500, 500]
 
 
 def test_a_passing_503_is_retried(server: CatalogServer, session: requests.Session) -> None:
     server.inject(OKX_PATH, Fault(status=503))
-    assert fetch_okx(server.url, session).height > 200
+    assert fetch_catalog(OKX, server.url, session).height > 200
     assert [entry[2] for entry in server.log] == [503, 200]
 
 
@@ -131,19 +133,19 @@ def test_malformed_binance_answers(
 ) -> None:
     server.inject(BINANCE_PATH, Fault(body=body))
     with pytest.raises(error, match=message):
-        fetch_binance(server.url, session)
+        fetch_catalog(BINANCE, server.url, session)
 
 
 def test_malformed_okx_answers(server: CatalogServer, session: requests.Session) -> None:
     server.inject(OKX_PATH, Fault(body=b"[1, 2]"), Fault(body=b'{"code": "0", "data": {}}'))
     with pytest.raises(CatalogShapeError, match="'code'"):
-        fetch_okx(server.url, session)
+        fetch_catalog(OKX, server.url, session)
     with pytest.raises(CatalogShapeError, match="'data' list"):
-        fetch_okx(server.url, session)
+        fetch_catalog(OKX, server.url, session)
     bad = okx_instrument("SOL-USDT-SWAP", "one", listed=at(2024, 1, 1))
     server.documents["okx-perps"] = okx_with([bad])
     with pytest.raises(CatalogShapeError, match="SOL-USDT-SWAP: expected a number"):
-        fetch_okx(server.url, session)
+        fetch_catalog(OKX, server.url, session)
 
 
 def test_listing_in_the_middle_of_a_month_keeps_its_exact_time(
@@ -151,7 +153,7 @@ def test_listing_in_the_middle_of_a_month_keeps_its_exact_time(
 ) -> None:
     listed = datetime(2024, 5, 17, 9, 31, 12, 345000, tzinfo=UTC)
     server.documents["okx-perps"] = okx_with([okx_instrument("JUP-USDT-SWAP", "10", listed=listed)])
-    snapshot = fetch_okx(server.url, session)
+    snapshot = fetch_catalog(OKX, server.url, session)
     assert row(snapshot, "JUP-USDT-SWAP")["listed"] == listed
     values = contract_values(merge_snapshot(seed_history(), snapshot, at(2024, 6, 1)),
                              "okx-perps", "JUP-USDT-SWAP")  # fmt: skip
@@ -161,7 +163,7 @@ def test_listing_in_the_middle_of_a_month_keeps_its_exact_time(
 def test_binance_delistings_from_status_and_delivery_date(
     server: CatalogServer, session: requests.Session
 ) -> None:
-    binance = fetch_binance(server.url, session)
+    binance = fetch_catalog(BINANCE, server.url, session)
     settling, closed = row(binance, "AGIXUSDT"), row(binance, "OCEANUSDT")
     assert (settling["status"], settling["delisted"]) == ("SETTLING", at(2026, 9, 15, 9))
     assert (closed["status"], closed["delisted"]) == ("CLOSE", at(2024, 9, 3, 9, 30))
@@ -174,11 +176,13 @@ def test_okx_delisting_by_absence_and_by_exp_time(
 ) -> None:
     store = LocalStore(tmp_path)
     first_seen, second_seen = at(2026, 10, 1, 0, 5), at(2026, 10, 2, 0, 5)
-    update_catalog(store, "okx-perps", fetch_okx(server.url, session), first_seen)
+    update_catalog(store, "okx-perps", fetch_catalog(OKX, server.url, session), first_seen)
     server.documents["okx-perps"] = okx_with(
         [i for i in okx_sample()["data"] if i["instId"] != "ANT-USDT-SWAP"]
     )
-    catalog = update_catalog(store, "okx-perps", fetch_okx(server.url, session), second_seen)
+    catalog = update_catalog(
+        store, "okx-perps", fetch_catalog(OKX, server.url, session), second_seen
+    )
     gone = row(catalog.instruments, "ANT-USDT-SWAP")
     assert (gone["status"], gone["delisted"]) == ("delisted", second_seen)
     suspended = row(catalog.instruments, "LOOM-USDT-SWAP")  # expTime announced
@@ -197,11 +201,13 @@ def test_contract_value_change_seen_by_two_snapshots(
     server.documents["okx-perps"] = okx_with(
         [okx_instrument("AGLD-USDT-SWAP", "0.001", listed=listed)]
     )
-    update_catalog(store, "okx-perps", fetch_okx(server.url, session), at(2024, 4, 17, 8))
+    update_catalog(store, "okx-perps", fetch_catalog(OKX, server.url, session), at(2024, 4, 17, 8))
     server.documents["okx-perps"] = okx_with(
         [okx_instrument("AGLD-USDT-SWAP", "0.0001", listed=listed)]
     )
-    catalog = update_catalog(store, "okx-perps", fetch_okx(server.url, session), changed_seen)
+    catalog = update_catalog(
+        store, "okx-perps", fetch_catalog(OKX, server.url, session), changed_seen
+    )
     values = contract_values(catalog.contracts, "okx-perps", "AGLD-USDT-SWAP")
     assert values.rows() == [(listed, changed_seen, 0.001), (changed_seen, None, 0.0001)]
     assert value_at(values, at(2024, 4, 18, 8)) == 0.001
@@ -214,7 +220,7 @@ def test_seeded_2020_changes_survive_snapshots(
     server: CatalogServer, session: requests.Session, tmp_path: Path
 ) -> None:
     catalog = update_catalog(
-        LocalStore(tmp_path), "okx-perps", fetch_okx(server.url, session), at(2026, 10, 1)
+        LocalStore(tmp_path), "okx-perps", fetch_catalog(OKX, server.url, session), at(2026, 10, 1)
     )
     btc = contract_values(catalog.contracts, "okx-perps", "BTC-USDT-SWAP")
     change = at(2020, 3, 20, 8)
@@ -226,7 +232,7 @@ def test_seeded_2020_changes_survive_snapshots(
 def test_swaps_not_in_contracts_csv_come_from_the_catalog(
     server: CatalogServer, session: requests.Session
 ) -> None:
-    snapshot = fetch_okx(server.url, session)
+    snapshot = fetch_catalog(OKX, server.url, session)
     with pytest.raises(UnknownContractError, match="SOL-USDT-SWAP on okx-perps"):
         contract_values(seed_history(), "okx-perps", "SOL-USDT-SWAP")
     history = merge_snapshot(seed_history(), snapshot, at(2026, 10, 1))
@@ -245,7 +251,9 @@ def test_swaps_not_in_contracts_csv_come_from_the_catalog(
 def test_binance_values_match_any_letter_case(
     server: CatalogServer, session: requests.Session
 ) -> None:
-    history = merge_snapshot(seed_history(), fetch_binance(server.url, session), at(2026, 10, 1))
+    history = merge_snapshot(
+        seed_history(), fetch_catalog(BINANCE, server.url, session), at(2026, 10, 1)
+    )
     assert contract_values(history, "binance-futures", "btcusdt")["ct_val"].to_list() == [1.0]
     # an unlisted Binance id falls back to the seed's "*" row (USD-M sizes are base units)
     assert contract_values(history, "binance-futures", "NOPEUSDT").rows() == [(None, None, 1.0)]

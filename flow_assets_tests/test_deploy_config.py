@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import importlib
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,20 @@ def test_missing_env_variable_is_refused(tmp_path: Path, monkeypatch) -> None:
 def test_workspace_yaml_is_valid(path: Path) -> None:
     result = process_workspace_config(_load(path))
     assert result.success, result.errors
+
+
+def test_every_way_to_start_the_ui_names_the_location_alike() -> None:
+    """The UI lists a job's runs under the location that launched them: the demo's workspace,
+    plain ``dagster dev`` (pyproject) and production all call it ``flow_assets``."""
+    (local,) = _load(REPO / "workspace.yaml")["load_from"]
+    (production,) = _load(REPO / "deploy" / "workspace.yaml")["load_from"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
+    names = {
+        local["python_module"]["location_name"],
+        production["grpc_server"]["location_name"],
+        pyproject["code_location_name"],
+    }
+    assert names == {"flow_assets"}
 
 
 def test_production_workspace_loads_the_code_server_over_grpc() -> None:

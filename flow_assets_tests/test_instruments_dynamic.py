@@ -12,16 +12,15 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from flow_assets.catalog import load_catalog
-from flow_assets.catalog.mirror import (
-    CatalogServer,
-    binance_exchange_info,
-    binance_symbol,
-    okx_instrument,
-    okx_instruments,
-)
+from flow_assets.catalog.mirror import CatalogServer
 from flow_assets.catalog.model import INSTRUMENT_SCHEMA
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, SelectionRule, parse_config
-from flow_assets.orchestration.catalog import CatalogApi, InstrumentsFile, run_instruments_sensor
+from flow_assets.orchestration.catalog import (
+    CatalogApi,
+    InstrumentsFile,
+    register_instruments,
+    run_instruments_sensor,
+)
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
 from flow_assets.publish import read_manifest
@@ -33,6 +32,8 @@ from flow_assets.tracked import (
     tracked_entries,
 )
 from flow_assets.venues import VENUES
+from flow_assets.venues.binance_common import binance_exchange_info, binance_symbol
+from flow_assets.venues.okx_perps import okx_instrument, okx_instruments
 from flow_assets_tests.runs import failure_text
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -104,7 +105,16 @@ def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
         catalog_job = defs.resolve_job_def("instrument_catalog_job")
         first = catalog_job.execute_in_process(instance=instance)
         assert first.success
-        assert _metadata(first, "binance_futures")["instruments_listed"] == 5
+        snapshot = _metadata(first, "binance_futures")
+        assert snapshot["instruments_listed"] == 5
+        # The first snapshot compares with nothing: no list of "delistings" beside it.
+        assert snapshot["first_snapshot"] is True
+        assert "delistings" not in snapshot
+        assert snapshot["changes_since_previous_snapshot"].startswith("none: first snapshot")
+        columns = snapshot["dagster/column_schema"].columns
+        assert [c.name for c in columns][:3] == ["exchange", "native", "symbol"]
+        assert all(c.description for c in columns)
+        assert "| BTCUSDT | perpetual-BTC-USDT:USDT | linear |" in snapshot["preview"]
         assert run_instruments_sensor(defs, instance).dynamic_partitions_requests
         assert _keys(instance, "binance_futures_instruments") == [
             "BTC-USDT:USDT",
@@ -124,6 +134,7 @@ def test_catalog_snapshots_drive_partitions_and_months(store) -> None:
         second = catalog_job.execute_in_process(instance=instance)
         assert second.success
         binance = _metadata(second, "binance_futures")
+        assert binance["first_snapshot"] is False
         assert binance["new_listings"] == ["SOLUSDT"]
         assert binance["delistings"] == ["ETHUSDT", "XRPUSDT"]
         assert binance["contract_value_changes"] == []
@@ -341,3 +352,32 @@ def test_an_okx_swap_outside_the_shipped_table_is_converted_with_the_catalogs_va
         trades.select("trade_id", "base_qty").sort("trade_id"),
         rel_tol=1e-9,
     )
+
+
+def test_a_key_added_by_hand_is_removed_saying_why(store, capfd) -> None:
+    """The UI's "+ Add a partition" creates any key (Dagster does not validate dynamic keys):
+    the next sync removes a key no instruments file tracks and says why in the tick's log."""
+    instance = dg.DagsterInstance.ephemeral()
+    with CatalogServer(_binance(), _okx("0.01")) as server:
+        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
+        defs = build_definitions(CONFIG, {"catalog_api": api, "store": store})
+        assert (
+            defs.resolve_job_def("instrument_catalog_job")
+            .execute_in_process(instance=instance)
+            .success
+        )
+    run_instruments_sensor(defs, instance)
+    tracked = _keys(instance, "binance_futures_instruments")
+    # What the dialog's "+ Add a partition" does: the instance's addDynamicPartition.
+    instance.add_dynamic_partitions("binance_futures_instruments", ["DOGE-USDT:USDT", "oops"])
+    capfd.readouterr()
+    result = run_instruments_sensor(defs, instance)
+    logged = "".join(capfd.readouterr())  # the tick's log (the sensor's context.log)
+    assert isinstance(result, dg.SensorResult)
+    assert _keys(instance, "binance_futures_instruments") == tracked  # the tracked ones stay
+    assert "'+ Add a partition'" in logged
+    assert "['DOGE-USDT:USDT', 'oops']" in logged
+    instance.add_dynamic_partitions("okx_perps_instruments", ["ETH-USDT:USDT"])
+    outcome = register_instruments(instance, store.open(), CONFIG)
+    assert outcome.foreign == {"okx-perps": ["ETH-USDT:USDT"]}
+    assert _keys(instance, "okx_perps_instruments") == ["BTC-USDT:USDT"]

@@ -189,6 +189,14 @@ def test_the_catalog_documents_every_column_and_limits_each_archive_host(
         assert raw.op.pool == f"archive_{exchange.replace('-', '_')}"
     toxicity = next(c for c in columns if c.name == "flow_toxicity_score")
     assert "W=60, k=5" in toxicity.description
+    automation = defs.resolve_sensor_def("summary_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING  # eager, as documented
+    assert "latest month" in automation.description
+    catalog = dg.AssetKey(["binance_futures", "instrument_catalog"])
+    for key, width in ((assets.SUMMARY, 9), (catalog, 12)):
+        columns = graph.get(key).metadata["dagster/column_schema"].columns
+        assert len(columns) == width, key
+        assert all(c.description for c in columns), key
 
 
 def test_one_partition_end_to_end(archives, local_store, trades) -> None:
@@ -217,7 +225,9 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
     assert metadata["warm_up"].value is True
     assert metadata["history"].value == "warm-up: no published bars for 2023-12"
     assert "dagster/column_lineage" in metadata
-    assert "preview" in metadata
+    preview = metadata["preview"].value
+    assert "bars **that have trades**" in preview  # what it leaves out, said ...
+    assert f"The file is dense ({31 * 24} bars)" in preview  # ... and what the file holds
     raw = materialized["binance_futures/raw_trades"]
     assert raw["source_files"].value[0]["checksum_verified"] is True
     bars = get_metrics(

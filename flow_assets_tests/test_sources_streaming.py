@@ -51,6 +51,7 @@ from flow_assets.sources.tardis import ingest_tardis_month, parse_tardis_csv
 from flow_assets_tests.archive_fixtures import (
     Mirror,
 )
+from flow_assets_tests.trade_frames import trades_frame
 
 BTC = "perpetual-BTC-USDT:USDT"
 JAN = date(2024, 1, 1)
@@ -498,3 +499,38 @@ def test_batches_never_change_the_result(
     assert report.rows_reordered == counts.pop("rows_reordered")
     assert report.rows_dropped == {k: v for k, v in counts.items() if v}
     assert days == sorted({ts.date() for ts, _ in keys})
+
+
+def _file(*rows: tuple[int, int]) -> pl.DataFrame:
+    """Rows ``(second of 2024-03-01 10:00, trade_id)`` in the order given."""
+    return trades_frame([(utc(2024, 3, 1, 10, 0, s), i, 100.0, 1.0, True) for s, i in rows])
+
+
+def _reordered(files: list[list[pl.DataFrame]], *, newest_first: bool) -> tuple[int, list[str]]:
+    """``rows_reordered`` and defects after ``files`` (each a list of batches) in order."""
+    report = FetchReport("x", BTC, None)
+    policies = report_module.RowPolicies(report, newest_first=newest_first)
+    for batches in files:
+        policies.next_file()
+        for batch in batches:
+            policies.apply(batch)
+    policies.finish()
+    return report.rows_reordered, report.defects
+
+
+def test_newest_first_files_count_only_rows_out_of_that_order() -> None:
+    """Two files in exact reverse order (split across batches, equal times with descending ids)
+    are normal; a row newer than the one before it in its file, or older than an earlier
+    file's newest trade, is counted; an oldest-first venue counts descents as before."""
+    day1 = [_file((9, 6), (9, 5), (7, 4)), _file((3, 3), (3, 2), (1, 1))]
+    day2 = [_file((30, 12), (20, 11), (15, 10))]
+    assert _reordered([day1, day2], newest_first=True) == (0, [])
+    assert _reordered([day1, day2], newest_first=False)[0] == 7  # every descent of the files
+    swapped = [_file((9, 6), (7, 4), (9, 5)), _file((3, 3), (3, 2), (1, 1))]  # (9, 5) > (7, 4)
+    count, defects = _reordered([swapped, day2], newest_first=True)
+    assert count == 1
+    assert defects == ["1 rows out of the venue's newest-first file order; sorted"]
+    overlapping = [_file((30, 12), (8, 11), (2, 10))]  # 8 s and 2 s: before day1's newest, 9 s
+    assert _reordered([day1, overlapping], newest_first=True)[0] == 2
+    ascending = [_file((1, 1), (3, 2), (3, 3), (7, 4))]  # an oldest-first file
+    assert _reordered([ascending], newest_first=True)[0] == 3

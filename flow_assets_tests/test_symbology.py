@@ -9,8 +9,6 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from flow_assets.catalog import parse_binance, parse_okx
-from flow_assets.catalog.samples import binance_sample, okx_sample
 from flow_assets.symbology import (
     Instrument,
     SymbolError,
@@ -22,7 +20,7 @@ from flow_assets.symbology import (
     perpetual,
     to_native,
 )
-from flow_assets.venues import NAMES
+from flow_assets.venues import NAMES, binance_futures, okx_perps
 
 
 @pytest.mark.parametrize(
@@ -174,8 +172,8 @@ def test_okx_ids_are_case_sensitive_and_perpetual_checks_assets() -> None:
 @pytest.mark.parametrize(
     ("exchange", "document", "parse"),
     [
-        ("binance-futures", binance_sample, parse_binance),
-        ("okx-perps", okx_sample, parse_okx),
+        ("binance-futures", binance_futures.sample, binance_futures.parse_catalog),
+        ("okx-perps", okx_perps.sample, okx_perps.parse_catalog),
     ],
 )
 def test_round_trip_of_a_whole_catalog(
@@ -192,9 +190,9 @@ def test_round_trip_of_a_whole_catalog(
 
 
 def test_catalog_rows_outside_the_atlas_grammar_have_no_symbol() -> None:
-    document = binance_sample()
+    document = binance_futures.sample()
     odd = copy.deepcopy(document["symbols"][0])
     odd.update(symbol="币安人生USDT", pair="币安人生USDT", baseAsset="币安人生")
     document["symbols"].append(odd)
-    catalog = parse_binance(document)
+    catalog = binance_futures.parse_catalog(document)
     assert catalog.filter(pl.col("native") == "币安人生USDT")["symbol"].to_list() == [None]

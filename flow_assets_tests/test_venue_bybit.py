@@ -18,6 +18,7 @@ from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, Selectio
 from flow_assets.metrics.schema import TRADE_SCHEMA
 from flow_assets.orchestration.resources import FlowStore
 from flow_assets.publish import flow_file, read_manifest
+from flow_assets.quality import upstream_defects
 from flow_assets.sources import MalformedCsvError, fetch_month, probe_month
 from flow_assets.sources.csvstream import read_trades
 from flow_assets.sources.mirror import sample_trades, utc
@@ -192,6 +193,55 @@ def test_a_month_shuffled_newest_first_and_duplicated(mirror: Mirror) -> None:
     version = probe_month(NAME, LINEAR, month, base_url=mirror.url, session=mirror.session)
     assert version is not None
     assert version.startswith("bybit:29:")
+
+
+def _month_with_ties(month: date, seed: int) -> pl.DataFrame:
+    """A month of trades, those of the 5th at whole 6 hours (many equal timestamps)."""
+    start, stop = month_bounds(month)
+    trades = sample_trades(start, stop, 620, seed=seed)
+    whole = pl.col("exchange_ts").dt.truncate("6h")
+    return trades.with_columns(
+        pl.when(pl.col("exchange_ts").dt.day() == 5).then(whole).otherwise("exchange_ts")
+    )
+
+
+def test_newest_first_days_are_the_normal_layout_not_a_defect(mirror: Mirror) -> None:
+    """Every day newest-first, as Bybit publishes: sorted, equal times in file order from the
+    oldest end (the close is the last of them), and nothing reported as reordered."""
+    month = date(2024, 4, 1)
+    trades = _month_with_ties(month, seed=31)
+    assert trades.filter(pl.col("exchange_ts").is_duplicated()).height > 10  # ties exist
+    write_archive(trades, mirror.root, LINEAR, newest_first=True)
+    got = fetch_month(NAME, LINEAR, month, base_url=mirror.url, session=mirror.session)
+    assert got.report.rows_reordered == 0
+    assert got.report.defects == []
+    assert upstream_defects(got.trades, got.report.to_metadata())[0] == "ok"
+    expected = trades.sort("exchange_ts", "trade_id")  # ties: the file's oldest end first
+    assert got.trades.select("exchange_ts", "price", "notional").equals(
+        expected.select("exchange_ts", "price", "notional")
+    )
+
+
+def test_real_disorder_in_a_newest_first_venue_is_still_reported(mirror: Mirror) -> None:
+    """A shuffled day and a day written oldest-first are out of Bybit's order: counted, warned,
+    and sorted all the same."""
+    month = date(2024, 4, 1)
+    trades = _month_with_ties(month, seed=32)
+    write_archive(trades, mirror.root, LINEAR, newest_first=True)
+    folder = mirror.root / "trading/BTCUSDT"
+    day10 = trades.filter(pl.col("exchange_ts").dt.day() == 10).sort("exchange_ts", "trade_id")
+    (folder / "BTCUSDT2024-04-10.csv.gz").write_bytes(gzip.compress(bybit_csv(day10, LINEAR)))
+    got = fetch_month(NAME, LINEAR, month, base_url=mirror.url, session=mirror.session)
+    assert got.report.rows_reordered == day10.height - 1  # each row after the first
+    day20 = trades.filter(pl.col("exchange_ts").dt.day() == 20)
+    shuffled = day20.sample(fraction=1.0, shuffle=True, seed=5)
+    (folder / "BTCUSDT2024-04-20.csv.gz").write_bytes(gzip.compress(bybit_csv(shuffled, LINEAR)))
+    got = fetch_month(NAME, LINEAR, month, base_url=mirror.url, session=mirror.session)
+    assert got.report.rows_reordered > day10.height - 1
+    assert any("newest-first file order" in d for d in got.report.defects)
+    assert upstream_defects(got.trades, got.report.to_metadata())[0] == "warn"
+    assert got.trades["exchange_ts"].is_sorted()
+    assert got.trades.height == trades.height
 
 
 def test_bybit_and_the_other_venues_side_by_side_through_dagster(

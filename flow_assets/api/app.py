@@ -10,10 +10,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flow_assets.api import errors
@@ -26,6 +31,7 @@ from flow_assets.api.settings import ApiSettings
 from flow_assets.api.signing import Signer
 from flow_assets.store import ObjectStore, open_store
 
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
 access_log = logging.getLogger("flow_assets.api.access")
 DESCRIPTION = """\
 Flow-metrics bars of crypto perpetuals, published as one Parquet file per instrument, month,
@@ -119,6 +125,34 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
+def _swagger_assets() -> Path:
+    """Swagger UI's script, styles and icon as the ``fastapi-offline`` distribution ships them
+    (a PyPI package of swagger-ui-dist 5's files): the docs page needs no CDN."""
+    folder = Path(str(resources.files("fastapi_offline") / "static"))
+    missing = [n for n in DOCS_ASSETS if not (folder / n).is_file()]
+    if missing:
+        raise RuntimeError(f"fastapi-offline ships no {', '.join(missing)} under {folder}")
+    return folder
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """``/api/v1/docs``: Swagger UI over the OpenAPI document, its assets served by this server
+    (``/api/v1/docs-assets/``), so the page works on an air-gapped machine."""
+    assets = f"{API_PREFIX}/docs-assets"
+    app.mount(assets, StaticFiles(directory=_swagger_assets()), name="docs-assets")
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to swagger.io's validator
+        )
+
+
 def default_s3_client() -> Any:
     """boto3's S3 client from its own chain (``AWS_ENDPOINT_URL``, profiles, region), signing
     presigned URLs with SigV4 (``X-Amz-Expires``), which every region and S3-compatible server
@@ -139,7 +173,7 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served by _serve_docs, from the package, not a CDN
         redoc_url=None,
         redirect_slashes=False,  # a 307 to elsewhere is never an answer: 404 JSON instead
     )
@@ -150,6 +184,7 @@ def create_app(
     app.state.api = ApiState(settings, store, keys)
     errors.install(app)
     app.include_router(router)
+    _serve_docs(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(AccessLog)
     return app

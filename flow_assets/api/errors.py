@@ -108,20 +108,90 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def _described(status: int, description: str, headers: dict[str, Any] | None = None) -> dict:
-    entry: dict[str, Any] = {"model": ErrorBody, "description": description}
+def _example(error: str, code: str, *details: str) -> dict[str, Any]:
+    return {"summary": code, "value": {"error": error, "details": list(details), "code": code}}
+
+
+def _described(
+    status: int,
+    description: str,
+    examples: list[dict[str, Any]],
+    headers: dict[str, Any] | None = None,
+) -> dict:
+    """An error response of the OpenAPI document: ``ErrorBody`` with one example per ``code``
+    this status can carry, each showing its own code."""
+    entry: dict[str, Any] = {
+        "model": ErrorBody,
+        "description": description,
+        "content": {"application/json": {"examples": {e["summary"]: e for e in examples}}},
+    }
     if headers:
         entry["headers"] = headers
     return {status: entry}
 
 
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
-BAD_REQUEST = _described(400, "A parameter is missing, malformed or unsupported")
-UNAUTHORIZED = _described(401, "No X-API-KEY header, or an unknown key")
-FORBIDDEN = _described(403, "The key is revoked, or its tier does not include the request")
-NOT_FOUND = _described(404, "Nothing in the range is published")
-RATE_LIMITED = _described(429, "The key exceeded its rate; retry after Retry-After", _RETRY_AFTER)
-UNAVAILABLE = _described(503, "The storage backend is unreachable", _RETRY_AFTER)
-LINK_REFUSED = _described(403, "The link is malformed, forged or expired")
-LINK_GONE = _described(404, "The file is no longer published (ask /data again)")
+BAD_REQUEST = _described(
+    400,
+    "A parameter is missing, malformed or unsupported",
+    [
+        _example("Invalid parameter", "invalid_parameter", "start_date: no such date"),
+        _example("end_date is before start_date", "invalid_range", "2024-01-01 < 2024-02-01"),
+        _example("Range too long", "range_too_long", "at most 366 days per request"),
+        _example(
+            "Not part of the preview",
+            "not_in_preview",
+            "binance-futures perpetual-BTC-USDT:USDT 2024-01..2024-01",
+        ),
+    ],
+)
+UNAUTHORIZED = _described(
+    401,
+    "No X-API-KEY header, or an unknown key",
+    [_example("Authorization Required", "unauthorized", "missing X-API-KEY header")],
+)
+FORBIDDEN = _described(
+    403,
+    "The key is revoked, or its tier does not include the request",
+    [
+        _example("API key revoked", "key_revoked", "revoked at 2024-05-01T00:00:00+00:00"),
+        _example(
+            "Interval 1s requires Prime", "tier_required", "the basic tier does not include 1s bars"
+        ),
+        _example("The demo key reads only the preview", "preview_only", "use /data/preview/flow"),
+    ],
+)
+NOT_FOUND = _described(
+    404,
+    "Nothing in the range is published",
+    [_example("Not Found", "not_found", "nothing of perpetual-BTC-USDT:USDT is published")],
+)
+RATE_LIMITED = _described(
+    429,
+    "The key exceeded its rate; retry after Retry-After",
+    [_example("Too Many Requests", "rate_limited", "rate limit exceeded; retry in 2 s")],
+    _RETRY_AFTER,
+)
+UNAVAILABLE = _described(
+    503,
+    "The storage backend (or the key file) is unreachable",
+    [
+        _example("Storage temporarily unavailable", "store_unavailable"),
+        _example("Key store unreadable", "key_store_unavailable"),
+    ],
+    _RETRY_AFTER,
+)
+LINK_REFUSED = _described(
+    403,
+    "The link is malformed, forged or expired",
+    [
+        _example("Invalid link", "link_invalid", "bad signature"),
+        _example("Invalid link", "link_expired", "link expired"),
+    ],
+)
+LINK_GONE = _described(
+    404,
+    "The file is no longer published (ask /data again)",
+    [_example("Not Found", "not_found", "the file is no longer published")],
+)
 AUTHENTICATED = {**UNAUTHORIZED, **FORBIDDEN, **RATE_LIMITED, **UNAVAILABLE}

@@ -1,8 +1,11 @@
-"""Instrument catalog: every perpetual the exchanges list, with Atlas ids and contract values.
+"""Instrument catalog: every perpetual the venues list, with Atlas ids and contract values.
 
-No Dagster here: pure parsing and merging (:mod:`.model`, :mod:`.contracts`), fetching over
-HTTP (:mod:`.fetch`), the object-store keys (:mod:`.storage`) and a local server for tests
-(:mod:`.mirror`, :mod:`.samples`).
+Generic mechanisms only, no Dagster and no venue named: the frame schema, its row helpers and
+merging (:mod:`.model`), contract-value histories (:mod:`.contracts`), fetching through a
+venue's reader (:mod:`.fetch`), the object-store keys (:mod:`.storage`), a local server for
+tests and the demo (:mod:`.mirror`) and names for sample listings (:mod:`.samples`). What each
+venue's REST metadata looks like (paths, pagination, field mapping, sample answers) is in its
+module, :mod:`flow_assets.venues`.
 """
 
 from __future__ import annotations
@@ -21,10 +24,7 @@ from flow_assets.catalog.contracts import (
 )
 from flow_assets.catalog.fetch import (
     CatalogFetchError,
-    OkxApiError,
-    fetch_binance,
     fetch_catalog,
-    fetch_okx,
     resolve_api_url,
 )
 from flow_assets.catalog.model import (
@@ -33,8 +33,6 @@ from flow_assets.catalog.model import (
     CatalogShapeError,
     empty_instruments,
     merge_listings,
-    parse_binance,
-    parse_okx,
 )
 from flow_assets.catalog.storage import (
     Catalog,
@@ -57,24 +55,19 @@ __all__ = [
     "CatalogFetchError",
     "CatalogShapeError",
     "ContractHistoryError",
-    "OkxApiError",
     "UnknownContractError",
     "check_history",
     "contract_values",
     "contract_values_key",
     "empty_history",
     "empty_instruments",
-    "fetch_binance",
     "fetch_catalog",
-    "fetch_okx",
     "initial_catalog",
     "instruments_key",
     "load_catalog",
     "merge_catalog",
     "merge_listings",
     "merge_snapshot",
-    "parse_binance",
-    "parse_okx",
     "resolve_api_url",
     "save_catalog",
     "seed_history",

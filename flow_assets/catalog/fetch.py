@@ -1,60 +1,32 @@
-"""Fetch the instrument catalogs from the exchanges' public REST metadata.
+"""Fetch a venue's instrument catalog from its public REST metadata: the generic part.
 
-:func:`fetch_catalog` asks the venue's own reader (:mod:`flow_assets.venues`); the readers of
-Binance USD-M and OKX are here, the others in their venue's module:
+:func:`fetch_catalog` asks the venue's own reader (its module in :mod:`flow_assets.venues`
+knows the REST path, the parameters, the pagination and the field mapping) at the REST root
+:func:`resolve_api_url` gives: the argument, else the venue's environment variable, else its
+public root. Readers use :func:`get_json` (one GET, decoded) and :func:`non_empty`.
 
-* Binance USD-M: ``GET {base}/fapi/v1/exchangeInfo`` (base ``base_url``, else
-  ``$FLOW_ASSETS_BINANCE_API_URL``, else ``https://fapi.binance.com``). One answer holds every
-  symbol (no pagination, no parameters); request weight 1 against the per-IP weight limit the
-  answer's ``rateLimits`` state. Only ``contractType == "PERPETUAL"`` symbols are kept.
-* OKX: ``GET {base}/api/v5/public/instruments?instType=SWAP`` (base ``base_url``, else
-  ``$FLOW_ASSETS_OKX_API_URL``, else ``https://www.okx.com``). One answer holds every swap (no
-  pagination; the limit is 20 requests per 2 s per IP). The body is
-  ``{"code": "0", "msg": "", "data": [...]}``; another ``code`` is an :class:`OkxApiError`.
-
-Both are fetched once per call with the retries of :func:`flow_assets.sources.http.make_session`
-(connection errors, 429 and 5xx, with backoff). What is still wrong after the retries raises:
-:class:`CatalogFetchError` (transport, HTTP status, not JSON), :class:`OkxApiError`, or
-:class:`~flow_assets.catalog.model.CatalogShapeError` (unexpected shape, or no perpetual at all).
+Requests go through the retries of :func:`flow_assets.sources.http.make_session` (connection
+errors, 429 and 5xx, with backoff). What is still wrong after the retries raises:
+:class:`CatalogFetchError` (transport, HTTP status, not JSON, or an error the venue's answer
+states), or :class:`~flow_assets.catalog.model.CatalogShapeError` (unexpected shape, or no
+perpetual at all).
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import polars as pl
 import requests
 
-from flow_assets.catalog.model import (
-    CatalogError,
-    CatalogShapeError,
-    parse_binance,
-    parse_okx,
-)
+from flow_assets.catalog.model import CatalogError, CatalogShapeError
 
 if TYPE_CHECKING:
     from flow_assets.venues.base import Venue
 
-BINANCE_URL = "https://fapi.binance.com"
-OKX_URL = "https://www.okx.com"
-BINANCE_URL_ENV = "FLOW_ASSETS_BINANCE_API_URL"
-OKX_URL_ENV = "FLOW_ASSETS_OKX_API_URL"
-BINANCE_PATH = "/fapi/v1/exchangeInfo"
-OKX_PATH = "/api/v5/public/instruments"
-
 
 class CatalogFetchError(CatalogError):
     """The exchange could not be asked, or did not answer 200 with JSON (after retries)."""
-
-
-class OkxApiError(CatalogFetchError):
-    """OKX answered with a ``code`` other than ``"0"``; ``code`` and ``msg`` are its own."""
-
-    def __init__(self, url: str, code: object, msg: object) -> None:
-        super().__init__(f"OKX error code {code!r} from {url}: {msg!r}")
-        self.code = code
-        self.msg = msg
 
 
 def resolve_api_url(exchange: str, value: str | None = None) -> str:
@@ -97,29 +69,10 @@ def get_json(session: requests.Session, url: str, params: dict[str, str] | None 
 
 
 def non_empty(frame: pl.DataFrame, url: str) -> pl.DataFrame:
+    """``frame``, refused when the answer of ``url`` listed no perpetual at all."""
     if frame.is_empty():
         raise CatalogShapeError(f"{url} lists no perpetual at all: refusing an empty catalog")
     return frame
-
-
-def fetch_binance(
-    base_url: str | None = None, session: requests.Session | None = None
-) -> pl.DataFrame:
-    """Every Binance USD-M perpetual as a catalog frame."""
-    url = (base_url or os.environ.get(BINANCE_URL_ENV) or BINANCE_URL).rstrip("/") + BINANCE_PATH
-    document = get_json(session or catalog_session(), url)
-    return non_empty(parse_binance(document), url)
-
-
-def fetch_okx(base_url: str | None = None, session: requests.Session | None = None) -> pl.DataFrame:
-    """Every OKX swap as a catalog frame."""
-    url = (base_url or os.environ.get(OKX_URL_ENV) or OKX_URL).rstrip("/") + OKX_PATH
-    document = get_json(session or catalog_session(), url, {"instType": "SWAP"})
-    if not isinstance(document, dict) or "code" not in document:
-        raise CatalogShapeError(f"{url}: expected an object with 'code', got {document!r:.200}")
-    if str(document["code"]) != "0":
-        raise OkxApiError(url, document["code"], document.get("msg"))
-    return non_empty(parse_okx(document), url)
 
 
 def fetch_catalog(

@@ -23,6 +23,18 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "trades": pl.Int64(),
     "large_order_share": pl.Float64(),
 }
+SUMMARY_DESCRIPTIONS: dict[str, str] = {
+    "time": "Open of the UTC day (no zone, UTC wall clock), as the 1d bars' time.",
+    "base": "Base asset (BTC, ETH, ...): every tracked instrument of that base, all exchanges.",
+    "exchanges": "How many exchanges had published 1d bars of this base for the day.",
+    "taker_buy_notional": "Notional (USD) of taker buys, summed over instruments and exchanges.",
+    "taker_sell_notional": "Notional (USD) of taker sells, summed over instruments and exchanges.",
+    "net_taker_notional": "taker_buy_notional - taker_sell_notional (USD): net taker flow.",
+    "taker_buy_share": "taker_buy_notional / (buy + sell notional); null on a day without trades.",
+    "trades": "Taker trades (buy + sell counts) of the day over instruments and exchanges.",
+    "large_order_share": "Notional share of trades of 1000 USD or more (both sides); null on a "
+    "day without trades.",
+}
 
 
 def daily_flow_summary(daily_bars: Iterable[tuple[str, str, pl.DataFrame]]) -> pl.DataFrame:

@@ -19,7 +19,11 @@ import polars as pl
 from flow_assets.catalog import stored_contracts
 from flow_assets.metrics import ALL_INTERVALS, BAR_SCHEMA, FLOW_FIELDS, TRADE_SCHEMA
 from flow_assets.metrics.schema import BAR_DESCRIPTIONS, TRADE_DESCRIPTIONS
-from flow_assets.metrics.summary import daily_flow_summary
+from flow_assets.metrics.summary import (
+    SUMMARY_DESCRIPTIONS,
+    SUMMARY_SCHEMA,
+    daily_flow_summary,
+)
 from flow_assets.month import (
     CODE_VERSION,
     FlowOutcome,
@@ -80,12 +84,29 @@ def _schema_metadata(
     )
 
 
-def _markdown_table(frame: pl.DataFrame) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
+def _markdown_table(frame: pl.DataFrame, caption: str = "") -> dg.MetadataValue:
+    lines = [caption, ""] if caption else []
+    lines += ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
     for row in frame.iter_rows():
-        cells = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in row]
+        cells = [
+            "null" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _preview(preview: pl.DataFrame, rows: int) -> dg.MetadataValue:
+    """The preview table, saying which bars it shows: the file itself is dense."""
+    traded = (pl.col("taker_buy_count") + pl.col("taker_sell_count")) > 0
+    if preview.select(traded.all()).item():
+        caption = (
+            f"The first {preview.height} bars **that have trades**: bars without trades are "
+            f"left out of this preview only. The file is dense ({rows} bars): an empty bar has "
+            "volumes and counts 0 and ratios null."
+        )
+    else:
+        caption = f"The first {preview.height} of {rows} bars (the month has no trades yet)."
+    return _markdown_table(preview.select(PREVIEW_COLUMNS), caption)
 
 
 def _column_lineage(exchange: str, timestamp: str) -> dg.TableColumnLineage:
@@ -166,7 +187,7 @@ def _bars_materialization(
         "covered_until": outcome.end.isoformat(),
     }
     if result.preview is not None:
-        metadata["preview"] = _markdown_table(result.preview.select(PREVIEW_COLUMNS))
+        metadata["preview"] = _preview(result.preview, result.rows["exchange"])
     return dg.MaterializeResult(
         asset_key=flow_asset_key(exchange, result.interval),
         data_version=dg.DataVersion(outcome.data_version),
@@ -208,8 +229,11 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
         deps=[dg.AssetKey([partitions.slug, "instrument_catalog"])],  # contract values, months
         kinds={"polars", "parquet"},
         description=f"One row per trade of one {partitions.exchange} instrument-month: "
-        "normalized trades from the exchange archive (checksums verified, streamed a day at a "
-        "time), as Parquet in the store.",
+        "normalized trades from the exchange archive (streamed a day at a time), as Parquet in "
+        "the store. Each source file's sha256 is recorded in `source_files`; "
+        "`checksum_verified` says whether it was checked against a checksum the source "
+        "publishes (Binance's CHECKSUM files: true) or could not be (OKX and Tardis files "
+        "publish none: false).",
     )
     def raw_trades(
         context: dg.AssetExecutionContext, archives: ArchiveSources, store: FlowStore
@@ -397,6 +421,7 @@ def daily_flow_summary_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
         kinds={"polars", "parquet"},
         description="One row per day and base asset: taker buy/sell notional summed over "
         "exchanges, net flow, buy share and large-order share, from the 1d flow bars.",
+        metadata={"dagster/column_schema": _schema_metadata(SUMMARY_SCHEMA, SUMMARY_DESCRIPTIONS)},
     )
     def summary(context: dg.AssetExecutionContext, store: FlowStore) -> dg.MaterializeResult:
         month = date.fromisoformat(context.partition_key)
@@ -410,7 +435,9 @@ def daily_flow_summary_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:
             metadata={
                 "dagster/row_count": summary.height,
                 "dagster/uri": written.uri,
-                "dagster/column_schema": _schema_metadata(dict(summary.schema)),
+                "dagster/column_schema": _schema_metadata(
+                    dict(summary.schema), SUMMARY_DESCRIPTIONS
+                ),
                 "instruments_used": dg.MetadataValue.json(
                     [f"{exchange}:{base}" for exchange, base, _ in found]
                 ),

@@ -6,7 +6,9 @@
 * ``instruments_sensor``: resolves the instruments file (explicit entries and selection rules)
   against the stored catalogs, stores the tracked instruments of each exchange
   (:mod:`flow_assets.tracked`) and keeps the dynamic instrument dimensions in sync (adds new
-  keys, deletes keys no longer tracked; refused keys are logged, never added).
+  keys, deletes keys no longer tracked; refused keys are logged, never added). A key created
+  by hand (the UI's "+ Add a partition": Dagster does not validate dynamic keys) is deleted on
+  the next tick, with a warning naming it; a run of it meanwhile fails as "not tracked".
 
 :func:`sync_instruments` is that step as a plain function; :func:`register_instruments` applies
 it to an instance directly (the demo and the tests).
@@ -15,7 +17,7 @@ it to an instance directly (the demo and the tests).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +32,9 @@ from flow_assets.catalog import (
     load_catalog,
     update_catalog,
 )
+from flow_assets.catalog.model import INSTRUMENT_DESCRIPTIONS, INSTRUMENT_SCHEMA
 from flow_assets.instruments import InstrumentsConfig, load_config
+from flow_assets.orchestration.assets import _markdown_table, _schema_metadata
 from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
 from flow_assets.orchestration.resources import FlowStore
 from flow_assets.store import MissingObjectError, ObjectStore
@@ -45,6 +49,12 @@ from flow_assets.tracked import (
 CATALOG_GROUP = "catalog"
 CATALOG_JOB = "instrument_catalog_job"
 SYNC_INTERVAL_SECONDS = 300
+FOREIGN_KEYS = (
+    "removed {exchange} instrument keys that no instruments file tracks (created by hand, e.g. "
+    "with the UI's '+ Add a partition': Dagster does not validate dynamic keys; add the "
+    "instrument to the instruments file instead)"
+)
+PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed", "delisted"]
 
 
 class CatalogApi(dg.ConfigurableResource):
@@ -86,8 +96,36 @@ def catalog_changes(previous: pl.DataFrame | None, current: pl.DataFrame) -> dic
     }
 
 
+def _changes_metadata(
+    previous: pl.DataFrame | None, instruments: pl.DataFrame
+) -> dict[str, dg.MetadataValue]:
+    """What changed since the previous snapshot; on the first one, that there is none to
+    compare with (its delisted rows were already delisted, not delisted since)."""
+    if previous is None:
+        delisted = instruments.filter(pl.col("delisted").is_not_null()).height
+        return {
+            "first_snapshot": dg.MetadataValue.bool(True),
+            "changes_since_previous_snapshot": dg.MetadataValue.text(
+                f"none: first snapshot, nothing to compare with ({instruments.height} rows, "
+                f"{delisted} of them already delisted)"
+            ),
+        }
+    changes = catalog_changes(previous, instruments)
+    return {
+        "first_snapshot": dg.MetadataValue.bool(False),
+        **{name: dg.MetadataValue.json(names) for name, names in changes.items()},
+    }
+
+
+def _catalog_preview(instruments: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    shown = instruments.sort("native").head(rows)
+    caption = f"The first {shown.height} of {instruments.height} rows, by native id."
+    return _markdown_table(shown.select(PREVIEW_COLUMNS), caption)
+
+
 def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
     """``{slug}/instrument_catalog``: the exchange's listing and contract values, merged daily."""
+    schema = _schema_metadata(INSTRUMENT_SCHEMA, INSTRUMENT_DESCRIPTIONS)
 
     @dg.asset(
         key=catalog_asset_key(exchange),
@@ -97,6 +135,7 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
         "base/quote/settle, contract value, listing and delisting times), with the history of "
         "contract values beside it, merged from the exchange's public metadata. Runs computing "
         "bars read this stored catalog; only this asset calls the exchange's REST API.",
+        metadata={"dagster/column_schema": schema},
     )
     def instrument_catalog(catalog_api: CatalogApi, store: FlowStore) -> dg.MaterializeResult:
         objects = store.open()
@@ -106,17 +145,17 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
             previous = None
         snapshot = catalog_api.fetch(exchange)
         merged: Catalog = update_catalog(objects, exchange, snapshot, datetime.now(UTC))
-        changes = catalog_changes(previous, merged.instruments)
         listed = merged.instruments.filter(pl.col("delisted").is_null()).height
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": merged.instruments.height,
+                "dagster/column_schema": schema,
                 "instruments_listed": listed,
-                "first_snapshot": previous is None,
-                **{name: dg.MetadataValue.json(names) for name, names in changes.items()},
+                **_changes_metadata(previous, merged.instruments),
                 "stored_keys": dg.MetadataValue.json(
                     [objects.uri(k(exchange)) for k in (instruments_key, contract_values_key)]
                 ),
+                "preview": _catalog_preview(merged.instruments),
             }
         )
 
@@ -146,12 +185,15 @@ def build_catalog_automation(
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    """One sync: the partition requests, what is tracked per exchange, what was refused."""
+    """One sync: the partition requests, what is tracked per exchange, what was refused, and
+    the keys removed that no sync ever added (``foreign``: created by hand, e.g. with the
+    UI's "+ Add a partition", which Dagster does not validate)."""
 
     requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]
     tracked: dict[str, list[str]]
     refused: list[str]
     stored: list[str]
+    foreign: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _stored_listing(store: ObjectStore, exchange: str) -> pl.DataFrame | None:
@@ -178,13 +220,13 @@ def sync_instruments(
     catalogs = {p.exchange: _stored_listing(store, p.exchange) for p in exchanges}
     resolution = resolve_instruments(config, catalogs, partitions.months_start)
     requests: list[Any] = []
-    tracked, stored = {}, []
+    tracked, stored, foreign = {}, [], {}
     for p in exchanges:
         chosen = dict(resolution.tracked.get(p.exchange, {}))
         current = list(current_keys(p.instruments_name))
+        before = {instrument_key(e.symbol): e for e in tracked_entries(store, p.exchange)}
         if p.exchange in resolution.incomplete:  # keep what was tracked before
-            kept = {instrument_key(e.symbol): e for e in tracked_entries(store, p.exchange)}
-            chosen = dict(sorted({**kept, **chosen}.items()))
+            chosen = dict(sorted({**before, **chosen}.items()))
         if save_tracked(store, p.exchange, chosen.values()):
             stored.append(store.uri(tracked_key(p.exchange)))
         tracked[p.exchange] = list(chosen)
@@ -194,7 +236,8 @@ def sync_instruments(
         gone = [k for k in current if k not in chosen]
         if gone and p.exchange not in resolution.incomplete:
             requests.append(dg.DeleteDynamicPartitionsRequest(p.instruments_name, gone))
-    return SyncOutcome(requests, tracked, resolution.refused, stored)
+            foreign[p.exchange] = [k for k in gone if k not in before]
+    return SyncOutcome(requests, tracked, resolution.refused, stored, foreign)
 
 
 def apply_requests(instance: dg.DagsterInstance, requests: Sequence[Any]) -> None:
@@ -242,7 +285,8 @@ def build_instruments_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Resolves the instruments file (entries and selection rules) against the "
         "stored catalogs, stores the tracked instruments and their months, and adds/deletes "
-        "the instrument partitions accordingly. Reads the store only.",
+        "the instrument partitions accordingly; a key created by hand ('+ Add a partition') "
+        "is deleted, with a warning in the tick's log. Reads the store only.",
     )
     def instruments_sensor(
         context: dg.SensorEvaluationContext, store: FlowStore, instruments: InstrumentsFile
@@ -253,6 +297,9 @@ def build_instruments_sensor(
         )
         for message in outcome.refused:
             context.log.warning(f"refused: {message}")
+        for exchange, keys in outcome.foreign.items():
+            if keys:
+                context.log.warning(f"{FOREIGN_KEYS.format(exchange=exchange)}: {keys}")
         for request in outcome.requests:
             verb = "add" if isinstance(request, dg.AddDynamicPartitionsRequest) else "delete"
             context.log.info(f"{verb} {request.partitions_def_name}: {request.partition_keys}")

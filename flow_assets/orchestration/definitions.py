@@ -48,6 +48,13 @@ from flow_assets.orchestration.resources import (
 from flow_assets.sources.probing import ProbeLimits
 from flow_assets.venues import VENUES, Venue
 
+SUMMARY_AUTOMATION = (
+    "Keeps daily_flow_summary of the latest month up to date (AutomationCondition.eager): "
+    "requests that month once the 1d bars it reads were updated and none is missing or still "
+    "running. Earlier months are never requested by it: backfill summary_job for them. On by "
+    "default, as the README says; the daemon evaluates it about every 30 s."
+)
+
 
 def _from_env(name: str) -> dg.EnvVar | None:
     """``dg.EnvVar(name)`` when the variable is set, else None (the component's default)."""
@@ -133,7 +140,8 @@ def build_definitions(
             dg.AutomationConditionSensorDefinition(
                 "summary_automation",
                 target=dg.AssetSelection.groups("analytics"),
-                default_status=dg.DefaultSensorStatus.STOPPED,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                description=SUMMARY_AUTOMATION,
             ),
         ],
         schedules=[*schedules, catalog_schedule, freshness_schedule],

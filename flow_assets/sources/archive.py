@@ -131,9 +131,12 @@ class Exchange:
     values (``FetchOptions.contract_values``, from the catalog). ``compression``: ``zip`` (one
     CSV member) or ``gzip``. ``trade_ids``: ``integer`` (the CSV's ids, deduplicated with a
     bitmap) or ``string`` (the parser gives the 128-bit key of each id and a file-order
-    ``trade_id``; see :mod:`flow_assets.sources.report`). ``probe``: how the archive sensor
-    finds which months are out and their version within its budget (an S3 listing, an HTML
-    index, HEADs of day files; :mod:`flow_assets.sources.probing`); None: HEADs of day files.
+    ``trade_id``; see :mod:`flow_assets.sources.report`). ``file_order``: how its files list
+    their rows normally, ``oldest_first`` or ``newest_first`` (rows out of that order are
+    counted as reordered, an upstream defect; a file in it is only sorted). ``probe``: how the
+    archive sensor finds which months are out and their version within its budget (an S3
+    listing, an HTML index, HEADs of day files; :mod:`flow_assets.sources.probing`); None:
+    HEADs of day files.
     """
 
     name: str
@@ -151,12 +154,15 @@ class Exchange:
     compression: str = "zip"
     trade_ids: str = "integer"
     probe: ArchiveProbe | None = None
+    file_order: str = "oldest_first"
 
     def __post_init__(self) -> None:
         if self.compression not in ("zip", "gzip"):
             raise ValueError(f"{self.name}: compression must be zip or gzip")
         if self.trade_ids not in ("integer", "string"):
             raise ValueError(f"{self.name}: trade_ids must be integer or string")
+        if self.file_order not in ("oldest_first", "newest_first"):
+            raise ValueError(f"{self.name}: file_order must be oldest_first or newest_first")
 
     def resolve(self, options: FetchOptions) -> FetchOptions:
         """``options`` with the dataset checked (None: the default dataset)."""
@@ -329,6 +335,7 @@ class _MonthFetch:
         fmt = self.exchange.csv_format(self.symbol, self.options)
         check = self.exchange.file_check(self.options)
         kind = self.exchange.compression
+        sink.next_file()
         for trades in read_trades(path, fmt, kind=kind, progress=self.options.progress):
             if check is not None:
                 check.add(trades)
@@ -390,6 +397,7 @@ def ingest(
             progress=progress,
             workdir=fetch.workdir,
             string_ids=string_ids,
+            newest_first=exchange.file_order == "newest_first",
         ) as sink:
             for found in files:
                 fetch.stream(found, sink)

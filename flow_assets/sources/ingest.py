@@ -269,7 +269,8 @@ class TradeSink:
     """Trades in source order in, one sorted day-grouped Parquet file out; a context manager.
 
     ``add`` the batches in source order (files in the order their concatenation means), then
-    ``commit``; ``string_ids``: the batches carry string-id keys (see :class:`RowPolicies`);
+    ``commit``; ``string_ids``: the batches carry string-id keys, ``newest_first``: the files are
+    written newest first (``next_file`` between files; see :class:`RowPolicies`);
     leaving the ``with`` block without a commit discards everything. While the kept
     rows arrive in order they go straight into row groups; at the first row out of order, what
     was written moves to the day spills and every day is written (sorted) at the commit. The
@@ -286,10 +287,13 @@ class TradeSink:
         progress: Progress | None = None,
         workdir: Path | None = None,
         string_ids: bool = False,
+        newest_first: bool = False,
     ) -> None:
         self.dest = Path(dest)
         self.report = report
-        self.policies = RowPolicies(report, start, end, string_ids=string_ids, workdir=workdir)
+        self.policies = RowPolicies(
+            report, start, end, string_ids=string_ids, workdir=workdir, newest_first=newest_first
+        )
         self.progress = progress
         self.workdir = workdir
         self.part = self.dest.with_name(self.dest.name + ".part")
@@ -298,6 +302,10 @@ class TradeSink:
         self.folder: Path | None = None
         self.days: dict[int, _DaySpill] = {}
         self.open: list[int] = []  # days with an open spill segment, least recent first
+
+    def next_file(self) -> None:
+        """The batches that follow are the next file's (its file order is judged alone)."""
+        self.policies.next_file()
 
     def add(self, trades: pl.DataFrame) -> None:
         """The next trades of the source (``TRADE_SCHEMA`` columns) in source order."""

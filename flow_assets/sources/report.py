@@ -15,7 +15,11 @@ ingestion and, in one batch, by :func:`clean_trades`; counted in the report), in
   repeats its time), and a key kept on two different UTC days is an upstream defect that
   refuses the period (:class:`ArchiveDefectError`, naming the id and the days);
 * rows out of order are sorted by ``(exchange_ts, trade_id)``; ``rows_reordered`` counts the rows
-  that were smaller than the one before them in source order.
+  out of the venue's normal file order: for files written oldest first (most venues), the rows
+  smaller than the one before them in source order; for a venue whose files are newest first
+  (``file_order="newest_first"``, Bybit), a file in exact reverse order is normal (sorted, not
+  counted) and the rows counted are those larger than the one before them in their file, or
+  smaller than the newest trade of an earlier file.
 """
 
 from __future__ import annotations
@@ -141,15 +145,27 @@ class RowPolicies:
         *,
         string_ids: bool = False,
         workdir: Path | None = None,
+        newest_first: bool = False,
     ) -> None:
         self.report = report
+        self.newest_first = newest_first
         self.start = start
         self.end = end
         self.seen = SeenIds()
         self.folder = Path(tempfile.mkdtemp(prefix="ids-", dir=workdir)) if string_ids else None
         self.keys = StringIds(self.folder) if self.folder is not None else None
-        self.descents = 0
+        self.descents = 0  # rows below the one before them: the source needs sorting
         self._last: tuple[int, int] | None = None  # (exchange_ts µs, trade_id) of the last kept
+        self.disorder = 0  # newest-first files: rows out of that order
+        self._file_last: tuple[int, int] | None = None  # the last row kept of the current file
+        self._file_max: tuple[int, int] | None = None  # the newest row kept of the current file
+        self._max_before: tuple[int, int] | None = None  # the newest row of the earlier files
+
+    def next_file(self) -> None:
+        """The following batches are another file's (its order is judged on its own)."""
+        if self._file_max is not None:
+            self._max_before = max(self._max_before or self._file_max, self._file_max)
+        self._file_last = self._file_max = None
 
     def apply(self, trades: pl.DataFrame) -> pl.DataFrame:
         """The rows of ``trades`` (``TRADE_SCHEMA`` columns, source order) the policies keep."""
@@ -215,6 +231,28 @@ class RowPolicies:
         lower = (ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] < ids[:-1]))
         self.descents += int(lower.sum())
         self._last = (int(ts[-1]), int(ids[-1]))
+        if self.newest_first:
+            self._count_disorder(kept)
+
+    def _count_disorder(self, kept: pl.DataFrame) -> None:
+        """Rows out of a newest-first file's order: larger than the row before them in the file,
+        or smaller than the newest trade of an earlier file."""
+        ts = kept["exchange_ts"].to_physical().to_numpy()
+        ids = kept["trade_id"].to_numpy()
+        prev_ts, prev_ids = np.r_[0, ts[:-1]], np.r_[0, ids[:-1]]
+        if self._file_last is not None:
+            prev_ts[0], prev_ids[0] = self._file_last
+        higher = (ts > prev_ts) | ((ts == prev_ts) & (ids > prev_ids))
+        if self._file_last is None:
+            higher[0] = False  # the file's first row
+        if self._max_before is not None:
+            top_ts, top_id = self._max_before
+            higher |= (ts < top_ts) | ((ts == top_ts) & (ids < top_id))
+        self.disorder += int(higher.sum())
+        self._file_last = (int(ts[-1]), int(ids[-1]))
+        newest = int(ts.max())
+        batch_max = (newest, int(ids[ts == newest].max()))
+        self._file_max = max(self._file_max or batch_max, batch_max)
 
     def finish(self) -> None:
         """Count the reordered rows and describe the defects repaired (once, at the end);
@@ -230,10 +268,19 @@ class RowPolicies:
                     f"{self.report.exchange} {self.report.symbol}: {count} trade ids appear on "
                     f"more than one UTC day with different times, e.g. {listed}"
                 )
-        report, descents = self.report, self.descents
-        report.rows_reordered += descents
-        if descents:
-            report.defects.append(f"{descents} rows out of (exchange_ts, trade_id) order; sorted")
+        report = self.report
+        if self.newest_first:
+            report.rows_reordered += self.disorder
+            if self.disorder:
+                report.defects.append(
+                    f"{self.disorder} rows out of the venue's newest-first file order; sorted"
+                )
+        else:
+            report.rows_reordered += self.descents
+            if self.descents:
+                report.defects.append(
+                    f"{self.descents} rows out of (exchange_ts, trade_id) order; sorted"
+                )
         if zero := report.rows_dropped.get("zero_quantity"):
             report.defects.append(f"{zero} zero-quantity rows; dropped")
         if duplicates := report.rows_dropped.get("duplicate_id"):

@@ -32,15 +32,7 @@ import polars as pl
 import requests
 
 from flow_assets import symbology
-from flow_assets.catalog.fetch import get_json, non_empty
-from flow_assets.catalog.mirror import binance_exchange_info, binance_symbol
-from flow_assets.catalog.model import (
-    BINANCE_NO_DELIVERY_MS,
-    EPOCH,
-    CatalogShapeError,
-    from_ms,
-    instruments_frame,
-)
+from flow_assets.catalog.model import CatalogShapeError, from_ms, instruments_frame
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.binance import (
@@ -58,6 +50,13 @@ from flow_assets.sources.mirror import binance_csv, write_checksum, write_zip
 from flow_assets.sources.probing import S3Listing
 from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
+from flow_assets.venues.binance_common import (
+    binance_exchange_info,
+    binance_symbol,
+    delisted,
+    document_at,
+    fetch_exchange_info,
+)
 
 NAME = "binance-futures-cm"
 ARCHIVE_URL = "https://data.binance.vision"
@@ -72,7 +71,6 @@ HEADERS = {
                   "transact_time", "is_buyer_maker"),
     "trades": ("id", "price", "qty", "base_qty", "time", "is_buyer_maker"),
 }  # fmt: skip
-_NO_DELIVERY = EPOCH + timedelta(milliseconds=BINANCE_NO_DELIVERY_MS)
 HELP = (
     f"{NAME} supports inverse perpetuals 'perpetual-<BASE>-USD:<BASE>' <-> '<BASE>USD_PERP' "
     "(e.g. BTCUSD_PERP)"
@@ -215,7 +213,6 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
         if key not in item:
             raise CatalogShapeError(f"{where}: missing field {key!r}")
     native, base, quote = str(item["symbol"]), str(item["baseAsset"]), str(item["quoteAsset"])
-    delivery = from_ms(item.get("deliveryDate"), where)
     try:
         inst = perpetual(base, quote, str(item["marginAsset"]))
         symbol = format_symbol(inst) if to_native(inst) == native else None
@@ -232,7 +229,7 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
         "ct_val": float(item["contractSize"]),
         "ct_val_ccy": quote,
         "listed": from_ms(item.get("onboardDate"), where),
-        "delisted": delivery if delivery and delivery < _NO_DELIVERY else None,
+        "delisted": delisted(item.get("deliveryDate"), where),
         "status": str(item.get("contractStatus", "")),
     }
 
@@ -249,8 +246,7 @@ def parse_catalog(document: object) -> pl.DataFrame:
 
 def fetch_catalog(base: str, session: requests.Session) -> pl.DataFrame:
     """Every COIN-M perpetual now (one request)."""
-    url = base + API_PATH
-    return non_empty(parse_catalog(get_json(session, url)), url)
+    return fetch_exchange_info(base, API_PATH, session, parse_catalog)
 
 
 def cm_symbol(
@@ -272,11 +268,6 @@ def cm_symbol(
     item["pair"] = f"{base}USD"
     item.update(contractStatus=status, contractSize=contract_size, equalQtyPrecision=4)
     return item
-
-
-def answer(path: str, query: dict[str, list[str]], document: Any) -> tuple[int, Any]:
-    """``GET /dapi/v1/exchangeInfo``: the whole document, no parameters."""
-    return (200, document) if path == API_PATH else (404, {"code": -1, "msg": "Not Found"})
 
 
 _SAMPLE_BASES = ["BTC", "ETH", "BNB", "SOL", "XRP", "DOGE", "ADA", "TRX", "LINK", "DOT", "LTC",
@@ -310,7 +301,7 @@ VENUE = Venue(
     from_native=from_native,
     grammar_help=HELP,
     archive=ARCHIVE,
-    catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, answer, sample),
+    catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, document_at(API_PATH), sample),
     write_archive=write_archive,
     ids_case_insensitive=True,
 )

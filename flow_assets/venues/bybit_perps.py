@@ -22,7 +22,9 @@
   sizes may be written in scientific notation. A row of another symbol is refused.
 * Trade ids: ``trdMatchID`` is a UUID (a string): its 128-bit key decides duplicates (exact
   duplicate rows are published; the first is kept) and an id on two UTC days refuses the month
-  (:mod:`flow_assets.sources.report`). Rows need not be sorted (days are often newest-first):
+  (:mod:`flow_assets.sources.report`). Days are written newest first, the venue's normal
+  layout (``file_order="newest_first"``: sorted, not reported as reordered; rows out of that
+  order are counted and warned), but any order is read:
   **ties in time keep the file's order, read from its oldest end** — ``trade_id`` is the row's
   place in its day's file counted from the end holding its oldest trades (decided by the first
   chunk's first and last times), so the close of a bar is the last trade in that order.
@@ -204,6 +206,7 @@ ARCHIVE = Exchange(
     version_tag="bybit",
     compression="gzip",
     trade_ids="string",
+    file_order="newest_first",
     probe=HtmlIndex(),  # one GET of the symbol folder: each file's date and size
 )
 
