@@ -38,6 +38,7 @@ from flow_assets.client import get_metrics
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig, load_config
 from flow_assets.orchestration.automation import flow_job_name
 from flow_assets.orchestration.catalog import run_instruments_sensor
+from flow_assets.orchestration.coverage import COVERAGE_JOB
 from flow_assets.orchestration.definitions import build_definitions, default_resources
 from flow_assets.orchestration.partitions import partition_key
 from flow_assets.publish import list_manifests, manifest_key
@@ -168,7 +169,10 @@ def run_backfill(
         dev, "summary_job", [m.isoformat() for m in months], RUN_CONFIG, summary_tags
     )
     print(f"  backfill {backfill}: summary_job, {len(months)} months", flush=True)
-    return flow + wait_runs(dev, summary_tags, len(months), RUN_TIMEOUT, _printer(done))
+    summary = wait_runs(dev, summary_tags, len(months), RUN_TIMEOUT, _printer(done))
+    coverage_tags = {**tags, "flow_assets/step": "coverage"}  # which months tracked, which done
+    launch_run(dev, COVERAGE_JOB, RUN_CONFIG, coverage_tags)
+    return flow + summary + wait_runs(dev, coverage_tags, 1, RUN_TIMEOUT, _printer(done))
 
 
 def report(store: ObjectStore, runs: list[dict], instruments: Path, dev: DagsterDev) -> None:

@@ -221,3 +221,51 @@ def tracked_entries(store: ObjectStore, exchange: str) -> list[TrackedInstrument
         )
         for item in document["instruments"]
     ]
+
+
+def tracked_months(entry: TrackedInstrument, running: date) -> list[date]:
+    """The months an instrument is tracked for, from its first month to its last (delisting) or
+    the running month."""
+    assert entry.start is not None
+    last = min(entry.end, running) if entry.end else running
+    months, month = [], entry.start
+    while month <= last:
+        months.append(month)
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return months
+
+
+COVERAGE_SCHEMA = {
+    "instrument": pl.String,
+    "first_month": pl.String,
+    "last_month": pl.String,
+    "tracked": pl.Int64,
+    "done": pl.Int64,
+    "missing": pl.Int64,
+    "first_missing": pl.String,
+}
+
+
+def coverage(
+    entries: Iterable[TrackedInstrument], done: set[tuple[str, date]], running: date
+) -> pl.DataFrame:
+    """One row per tracked instrument: its tracked months, how many are ``done`` (a set of
+    (partition key, month)), how many are not yet, and the first of those. Months outside the
+    tracked range are in no count: they are not missing, they were never to be computed."""
+    rows = []
+    for entry in entries:
+        key = instrument_key(entry.symbol)
+        months = tracked_months(entry, running)
+        missing = [m for m in months if (key, m) not in done]
+        rows.append(
+            {
+                "instrument": key,
+                "first_month": f"{months[0]:%Y-%m}" if months else None,
+                "last_month": f"{entry.end:%Y-%m}" if entry.end else "(listed)",
+                "tracked": len(months),
+                "done": len(months) - len(missing),
+                "missing": len(missing),
+                "first_missing": f"{missing[0]:%Y-%m}" if missing else None,
+            }
+        )
+    return pl.DataFrame(rows, schema=COVERAGE_SCHEMA)

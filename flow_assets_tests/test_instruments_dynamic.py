@@ -358,8 +358,8 @@ def test_a_key_added_by_hand_is_removed_saying_why(store, capfd) -> None:
     """The UI's "+ Add a partition" creates any key (Dagster does not validate dynamic keys):
     the next sync removes a key no instruments file tracks and says why in the tick's log."""
     instance = dg.DagsterInstance.ephemeral()
-    with CatalogServer(_binance(), _okx("0.01")) as server:
-        api = CatalogApi(binance_api_url=server.url, okx_api_url=server.url)
+    with CatalogServer(_documents(_binance(), _okx("0.01"))) as server:
+        api = _api(server)
         defs = build_definitions(CONFIG, {"catalog_api": api, "store": store})
         assert (
             defs.resolve_job_def("instrument_catalog_job")
@@ -381,3 +381,41 @@ def test_a_key_added_by_hand_is_removed_saying_why(store, capfd) -> None:
     outcome = register_instruments(instance, store.open(), CONFIG)
     assert outcome.foreign == {"okx-perps": ["ETH-USDT:USDT"]}
     assert _keys(instance, "okx_perps_instruments") == ["BTC-USDT:USDT"]
+
+
+def test_removing_650_instruments_from_the_file_is_one_batch(store, tmp_path, monkeypatch) -> None:
+    """700 instruments, then 650 of them removed from the file: one tick of the sensor adds
+    the 700 keys in one request, then deletes the 650 in one transaction (Dagster's daemon would
+    delete them one at a time, two storage queries each), on a real SQLite instance."""
+    path = tmp_path / "instruments.yaml"
+    symbols = [f"perpetual-SYN{i:03d}-USDT:USDT" for i in range(700)]
+
+    def write(chosen: list[str]) -> None:
+        entries = [{"exchange": "okx-perps", "symbol": s, "start": "2024-01"} for s in chosen]
+        path.write_text(yaml.safe_dump({"instruments": entries}))
+
+    defs = build_definitions(
+        resources={"store": store, "instruments": InstrumentsFile(path=str(path))}
+    )
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        write(symbols)
+        added = run_instruments_sensor(defs, instance)
+        assert isinstance(added, dg.SensorResult)
+        [request] = added.dynamic_partitions_requests
+        assert isinstance(request, dg.AddDynamicPartitionsRequest)
+        assert len(request.partition_keys) == 700
+        assert len(_keys(instance, "okx_perps_instruments")) == 700
+
+        def one_by_one(*_args) -> None:
+            raise AssertionError("deleted one key at a time")
+
+        monkeypatch.setattr(type(instance), "delete_dynamic_partition", one_by_one)
+        write(symbols[:50])
+        removed = run_instruments_sensor(defs, instance)
+        assert isinstance(removed, dg.SensorResult)
+        assert removed.dynamic_partitions_requests == []  # nothing left for the daemon
+        assert _keys(instance, "okx_perps_instruments") == sorted(
+            s.removeprefix("perpetual-") for s in symbols[:50]
+        )
+        assert len(tracked_entries(store.open(), "okx-perps")) == 50

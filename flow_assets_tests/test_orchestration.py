@@ -147,7 +147,9 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    per_exchange = {"raw_trades", "instrument_catalog"} | {f"flow_bars_{i}" for i in ALL_INTERVALS}
+    per_exchange = {"raw_trades", "instrument_catalog", "tracked_coverage"} | {
+        f"flow_bars_{i}" for i in ALL_INTERVALS
+    }
     exchanges = [v.slug for v in VENUES.values()]  # every venue of the registry
     assert exchanges[:2] == ["binance_futures", "okx_perps"]
     assert keys == {"daily_flow_summary"} | {f"{e}/{n}" for e in exchanges for n in per_exchange}
@@ -164,6 +166,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
         *(f"{e}_running_month" for e in exchanges),
         "instrument_catalog_daily",
         "freshness_checks",
+        "tracked_coverage_hourly",
     ]
     partitions = defs.resolve_job_def("binance_futures_flow_job").partitions_def
     dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
@@ -200,7 +203,8 @@ def test_the_catalog_documents_every_column_and_limits_each_archive_host(
 
 
 def test_one_partition_end_to_end(archives, local_store, trades) -> None:
-    result = _run(_defs(archives, local_store), BTC, JAN)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(_defs(archives, local_store), BTC, JAN, instance)
     assert result.success
     assert all(_check_results(result).values())
     store = local_store.open()
@@ -212,8 +216,16 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
         assert bars["taker_buy_count"].sum() + bars["taker_sell_count"].sum() == 600
         assert bars["time"].dtype == pl.Datetime("us")
     for evaluation in _check_evaluations(result).values():  # judged on the run's partition
-        assert evaluation.partition == _key(BTC, JAN)
+        assert evaluation.metadata["partition"].value == _key(BTC, JAN)
+        assert evaluation.partition is None  # unpartitioned checks keep the UI fast
+        judged = instance.fetch_materializations(  # the partition's materialization
+            dg.AssetRecordsFilter(
+                asset_key=evaluation.asset_key, asset_partitions=[_key(BTC, JAN)]
+            ),
+            limit=1,
+        ).records
         assert evaluation.target_materialization_data is not None
+        assert evaluation.target_materialization_data.storage_id == judged[0].storage_id
     materialized = {
         m.asset_key.to_user_string(): m.metadata
         for m in result.asset_materializations_for_node("binance_futures__raw_trades")
@@ -357,7 +369,8 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
     selection = [
         k
         for k in graph.get_all_asset_keys()
-        if k.path[0] == "binance_futures" and k.path[1] != "instrument_catalog"
+        if k.path[0] == "binance_futures"
+        and k.path[1] not in {"instrument_catalog", "tracked_coverage"}
     ]
     keys = [_key(BTC, m) for m in (JAN, FEB)]
     backfill = AssetBackfillData.from_asset_partitions(
@@ -410,7 +423,7 @@ def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
     mirror_root, archive_server, trades, local_store
 ) -> None:
     """Daily files only, one of them never published: the upstream_defects check fails on the
-    partition and neither trades nor bars are published."""
+    month (named in its metadata) and neither trades nor bars are published."""
     write_binance(trades["binance"], mirror_root, BTC.symbol, monthly=False, daily=True)
     gone = next(mirror_root.rglob("BTCUSDT-aggTrades-2024-01-10.zip"))
     gone.unlink()
@@ -420,7 +433,7 @@ def test_a_day_missing_inside_a_finished_month_blocks_its_trades(
     assert not result.success
     evaluation = _check_evaluations(result)[("binance_futures/raw_trades", "upstream_defects")]
     assert not evaluation.passed
-    assert evaluation.partition == _key(BTC, JAN)
+    assert evaluation.metadata["partition"].value == _key(BTC, JAN)  # the month it judged
     assert evaluation.metadata["days_missing"].value == ["2024-01-10"]
     assert "upstream defects block the month's trades" in failure_text(result)
     assert local_store.open().list_keys("trades/") == local_store.open().list_keys("flow/") == []

@@ -56,6 +56,20 @@ DOWNLOAD_RETRY_WAIT = 120  # seconds
 # requested only once their previous month is materialized (months in order). With
 # ``multi_run(1)``, Dagster 1.13 picks the one partition a tick may request at random among the
 # candidates and a backfill stalls on a month whose predecessor is not done yet.
+# Checks are not partitioned (no ``AssetCheckSpec(partitions_def=...)``): Dagster 1.13 rebuilds a
+# partitioned check's status per UI request, one partition at a time with a storage query each
+# (``has_dynamic_partition``): the asset pages, graph and group view slowed with every month
+# done (``benchmarks/bench_ui.py``: the group 5.9-7.9 s at 20 instruments, 0.7-1.5 s without at
+# 1,000). Each evaluation is still attached to
+# the materialization of the partition it judges (Dagster scopes a check's target to the step's
+# partition) and names that partition in its metadata.
+CHECKED_PARTITION = "partition"
+_TRACKED_NOTE = (
+    "Only an instrument's tracked months are computed (from its listing or `start` to its "
+    "delisting); the other months of the grid are never materialized and show as missing in "
+    "the partition health: `{slug}/tracked_coverage` tells which months are tracked and which "
+    "of them are done."
+)
 PREVIEW_COLUMNS = ["time", "taker_buy_volume", "taker_sell_volume", "flow_toxicity_score"]
 
 
@@ -141,8 +155,8 @@ def _failure_cases(cases: pl.DataFrame, limit: int = 20) -> dict[str, Any]:
     }
 
 
-def _bar_checks(exchange: str, result: IntervalResult) -> list[dg.AssetCheckResult]:
-    """The two checks of one interval's bars (recorded on the run's partition)."""
+def _bar_checks(exchange: str, result: IntervalResult, partition: str) -> list[dg.AssetCheckResult]:
+    """The two checks of one interval's bars, naming the instrument-month they judge."""
     asset_key = flow_asset_key(exchange, result.interval)
     return [
         dg.AssetCheckResult(
@@ -150,9 +164,12 @@ def _bar_checks(exchange: str, result: IntervalResult) -> list[dg.AssetCheckResu
             check_name="bars_valid",
             passed=not result.invalid,
             metadata={
-                f"{ts}_{name}": value
-                for ts, cases in result.invalid.items()
-                for name, value in _failure_cases(cases).items()
+                CHECKED_PARTITION: partition,
+                **{
+                    f"{ts}_{name}": value
+                    for ts, cases in result.invalid.items()
+                    for name, value in _failure_cases(cases).items()
+                },
             },
         ),
         dg.AssetCheckResult(
@@ -160,6 +177,7 @@ def _bar_checks(exchange: str, result: IntervalResult) -> list[dg.AssetCheckResu
             check_name="nothing_lost",
             passed=not result.unreconciled,
             metadata={
+                CHECKED_PARTITION: partition,
                 **{ts: dg.MetadataValue.json(f) for ts, f in result.reconciliation.items()},
                 "unreconciled_timestamps": dg.MetadataValue.json(result.unreconciled),
             },
@@ -168,7 +186,7 @@ def _bar_checks(exchange: str, result: IntervalResult) -> list[dg.AssetCheckResu
 
 
 def _bars_materialization(
-    exchange: str, outcome: FlowOutcome, result: IntervalResult, store: ObjectStore
+    exchange: str, outcome: FlowOutcome, result: IntervalResult, store: ObjectStore, partition: str
 ) -> dg.MaterializeResult:
     """One interval's materialization, its checks attached."""
     assert outcome.manifest is not None
@@ -192,7 +210,7 @@ def _bars_materialization(
         asset_key=flow_asset_key(exchange, result.interval),
         data_version=dg.DataVersion(outcome.data_version),
         metadata=metadata,
-        check_results=_bar_checks(exchange, result),
+        check_results=_bar_checks(exchange, result, partition),
     )
 
 
@@ -221,7 +239,6 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
                 "upstream_defects",
                 asset=key,
                 blocking=True,
-                partitions_def=partitions.instrument_month,
                 description="Days on one side only or missing inside the month block "
                 "publication; rows the source repaired are a warning.",
             )
@@ -231,9 +248,9 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
         description=f"One row per trade of one {partitions.exchange} instrument-month: "
         "normalized trades from the exchange archive (streamed a day at a time), as Parquet in "
         "the store. Each source file's sha256 is recorded in `source_files`; "
-        "`checksum_verified` says whether it was checked against a checksum the source "
-        "publishes (Binance's CHECKSUM files: true) or could not be (OKX and Tardis files "
-        "publish none: false).",
+        "`checksum_verified` says whether it was checked against a checksum the venue "
+        "publishes (true) or could not be (a venue or a Tardis file that publishes none: "
+        "false). " + _TRACKED_NOTE.format(slug=partitions.slug),
     )
     def raw_trades(
         context: dg.AssetExecutionContext, archives: ArchiveSources, store: FlowStore
@@ -263,7 +280,7 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
             severity=dg.AssetCheckSeverity.ERROR
             if outcome.severity == "error"
             else dg.AssetCheckSeverity.WARN,
-            metadata=outcome.findings,
+            metadata={CHECKED_PARTITION: context.partition_key, **outcome.findings},
         )
         if outcome.manifest is None:
             yield check
@@ -317,7 +334,8 @@ def _previous_month() -> dg.MultiPartitionMapping:
 
 
 def _bar_check_specs(partitions: ExchangePartitions) -> list[dg.AssetCheckSpec]:
-    """``bars_valid`` and ``nothing_lost`` on every interval's bars, per partition."""
+    """``bars_valid`` and ``nothing_lost`` on every interval's bars (each judging one run's
+    instrument-month)."""
     return [
         spec
         for interval in ALL_INTERVALS
@@ -326,7 +344,6 @@ def _bar_check_specs(partitions: ExchangePartitions) -> list[dg.AssetCheckSpec]:
                 "bars_valid",
                 asset=flow_asset_key(partitions.exchange, interval),
                 blocking=True,
-                partitions_def=partitions.instrument_month,
                 description="pandera: dtypes, nulls, ranges and the spec's invariants; runs "
                 "before anything is published.",
             ),
@@ -334,7 +351,6 @@ def _bar_check_specs(partitions: ExchangePartitions) -> list[dg.AssetCheckSpec]:
                 "nothing_lost",
                 asset=flow_asset_key(partitions.exchange, interval),
                 blocking=True,
-                partitions_def=partitions.instrument_month,
                 description="Trades in the month = counts in the bars; volumes sum to the source.",
             ),
         )
@@ -359,7 +375,7 @@ def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> d
             description=f"One row per {interval} bar (its open time + the 36 flow fields) of one "
             f"{exchange} instrument-month, one Parquet file per timestamp source, published with "
             "the month's other intervals as one unit. The rolling fields continue from the "
-            "previous month's bars.",
+            "previous month's bars. " + _TRACKED_NOTE.format(slug=partitions.slug),
             metadata={"dagster/column_schema": _schema_metadata(BAR_SCHEMA, BAR_DESCRIPTIONS)},
         )
         for interval in ALL_INTERVALS
@@ -390,13 +406,13 @@ def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> d
             raise dg.Failure(str(error)) from error
         if outcome.manifest is None:
             for result in outcome.intervals.values():
-                yield from _bar_checks(exchange, result)
+                yield from _bar_checks(exchange, result, context.partition_key)
             raise dg.Failure(
                 f"{entry.key} {month:%Y-%m}: flow bars failed their checks; nothing was "
                 "published (see the asset checks for the failure cases)"
             )
         for result in outcome.intervals.values():
-            yield _bars_materialization(exchange, outcome, result, objects)
+            yield _bars_materialization(exchange, outcome, result, objects, context.partition_key)
 
     return flow_bars
 

@@ -31,12 +31,14 @@ from flow_assets.orchestration.automation import (
     build_automation,
     build_flow_jobs,
 )
+from flow_assets.orchestration.backfill import backfill_tracked_job
 from flow_assets.orchestration.catalog import (
     CatalogApi,
     InstrumentsFile,
     build_catalog_automation,
     build_instruments_sensor,
 )
+from flow_assets.orchestration.coverage import build_coverage
 from flow_assets.orchestration.operations import build_freshness, run_failure_alert
 from flow_assets.orchestration.partitions import FlowPartitions
 from flow_assets.orchestration.resources import (
@@ -119,13 +121,20 @@ def build_definitions(
     archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff, probe_limits)
     catalog_assets, catalog_job, catalog_schedule = build_catalog_automation(partitions)
     freshness_checks, freshness_job, freshness_schedule = build_freshness(partitions)
+    coverage_assets, coverage_job, coverage_schedule = build_coverage(partitions.exchanges)
     return dg.Definitions(
-        assets=[*catalog_assets, *build_assets(partitions, settings or FlowSettings())],
+        assets=[
+            *catalog_assets,
+            *build_assets(partitions, settings or FlowSettings()),
+            *coverage_assets,
+        ],
         asset_checks=freshness_checks,
         jobs=[
             *flow_jobs,
             catalog_job,
             freshness_job,
+            coverage_job,
+            backfill_tracked_job,
             dg.define_asset_job(
                 "summary_job",
                 selection=dg.AssetSelection.groups("analytics"),
@@ -144,6 +153,6 @@ def build_definitions(
                 description=SUMMARY_AUTOMATION,
             ),
         ],
-        schedules=[*schedules, catalog_schedule, freshness_schedule],
+        schedules=[*schedules, catalog_schedule, freshness_schedule, coverage_schedule],
         resources={**default_resources(), **(resources or {})},
     )
