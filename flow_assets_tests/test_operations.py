@@ -217,6 +217,23 @@ def test_a_revised_month_is_recomputed_then_each_later_month_in_order(
     assert_frame_equal(bars, long_run.filter(pl.col("time") >= _utc(LAST).replace(tzinfo=None)))
 
 
+def test_versions_of_the_sensor_before_are_adopted_not_taken_for_revisions(
+    mirror_root, archive_server, tmp_path
+) -> None:
+    """A cursor written when versions were CHECKSUM texts: its done months are not
+    recomputed because the probe now reads listings; a later reissue still is a revision."""
+    write_binance(_month_trades(LAST, 5, 1), mirror_root, BTC.symbol, monthly=True)
+    entry = InstrumentEntry(BTC.exchange, BTC.symbol, LAST)
+    ops = Ops(archive_server.url, tmp_path / "store", [entry])
+    done = f"{entry.key}|{LAST.isoformat()}"
+    ops.cursor = json.dumps({"done": {done: "monthly:" + "ab" * 32}, "work": {}})
+    adopted = ops.tick()
+    assert adopted.run_requests == []
+    assert json.loads(adopted.cursor)["done"][done].startswith("list:monthly:")
+    write_binance(_month_trades(LAST, 6, 1), mirror_root, BTC.symbol, monthly=True)
+    assert _only(ops.tick()).tags[TRIGGER_TAG] == "revised"
+
+
 def _publish_coverage(store: FlowStore, entry: InstrumentEntry, covered_until: date) -> None:
     """A flow unit of the month holding the last covered day, covering up to ``covered_until``."""
     month = (covered_until - timedelta(days=1)).replace(day=1)

@@ -515,8 +515,11 @@ def test_the_sensor_requests_new_and_revised_months(
     revised = evaluate(first.cursor)
     assert revised.run_requests[0].tags["flow_assets/trigger"] == "revised"
     assert revised.run_requests[0].run_key != first.run_requests[0].run_key
-    assert archive_server.log, "the sensor probed the archive"
-    assert all(path.endswith(".CHECKSUM") for _, path, _ in archive_server.log)
+    # each tick made one request, a listing of the instrument's monthly folder: no archive file
+    # (nor CHECKSUM) was fetched
+    assert [(method, path.split("&")[:2]) for method, path, _ in archive_server.log] == [
+        ("GET", ["/?list-type=2", "prefix=data%2Ffutures%2Fum%2Fmonthly%2FaggTrades%2FBTCUSDT%2F"])
+    ] * 3
 
 
 def test_the_schedule_keeps_the_running_month_fresh(archives, local_store) -> None:

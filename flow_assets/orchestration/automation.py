@@ -3,6 +3,7 @@ months, and the daily schedule."""
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,11 +18,13 @@ from flow_assets.orchestration.partitions import (
     partition_key,
 )
 from flow_assets.orchestration.resources import ArchiveSources, FlowStore
-from flow_assets.sources import SourceError
+from flow_assets.sources.probing import DayFiles, Net, ProbeLimits, visit_round
 from flow_assets.tracked import tracked_entries
 
 FRESHNESS_CHECK = "running_month_fresh"  # see operations.py
-SENSOR_LOOKBACK_MONTHS = 3  # finished months re-probed for revisions on every tick
+SENSOR_LOOKBACK_MONTHS = 3  # finished months re-probed for revisions on every visit
+SENSOR_LIMITS = ProbeLimits(seconds=20.0, requests=4000, workers=16)  # what one tick may spend
+RUNS_PER_QUERY = 500  # sensor requests looked up in one run-storage query
 REQUEST_TAG = "flow_assets/request"  # on every sensor run: the request it fulfils
 TRIGGER_TAG = "flow_assets/trigger"  # published, revised or stale (recomputed after a revision)
 ATTEMPT_TAG = "flow_assets/attempt"
@@ -111,12 +114,16 @@ class Work:
 class SensorCursor:
     """What ``archive_sensor`` remembers between ticks (JSON in the sensor's cursor).
 
-    ``done``: per ``{instrument}|{month}``, the archive version whose run succeeded.
-    ``work``: per instrument, the months still to (re)compute in order.
+    ``done``: per ``{instrument}|{month}``, the archive version whose run succeeded (months
+    of the lookback window only). ``work``: per instrument, the months still to (re)compute in
+    order. ``files``: per instrument of an exchange without a listing, what is known of its day
+    files. ``next``: the instrument the next probe round starts from (None: the first).
     """
 
     done: dict[str, str] = field(default_factory=dict)
     work: dict[str, Work] = field(default_factory=dict)
+    files: dict[str, DayFiles] = field(default_factory=dict)
+    next: str | None = None
 
     @classmethod
     def load(cls, text: str | None) -> "SensorCursor":
@@ -124,17 +131,31 @@ class SensorCursor:
         if "done" not in document:  # the cursor of the sensor before: versions requested
             return cls(done=dict(document))
         work = {key: Work(**value) for key, value in document["work"].items()}
-        return cls(done=document["done"], work=work)
+        files = {key: DayFiles.load(value) for key, value in document.get("files", {}).items()}
+        return cls(document["done"], work, files, document.get("next"))
 
     def dump(self) -> str:
         work = {key: asdict(value) for key, value in self.work.items()}
-        return json.dumps({"done": self.done, "work": work}, sort_keys=True)
+        files = {key: value.saved() for key, value in self.files.items()}
+        document = {"done": self.done, "work": work, "files": files, "next": self.next}
+        return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+    def forget_before(self, month: date, tracked: set[str]) -> None:
+        """Drop what no later tick reads: months done before ``month`` (out of every lookback
+        window) and the day files of instruments no longer tracked."""
+        first = month.isoformat()
+        self.done = {k: v for k, v in self.done.items() if k.rsplit("|", 1)[1] >= first}
+        self.files = {k: v for k, v in self.files.items() if k in tracked}
 
 
-def _latest_run(instance: dg.DagsterInstance, request: str) -> dg.DagsterRun | None:
-    """The newest run launched for a sensor request (tagged with it), if any."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: request}), limit=1)
-    return runs[0] if runs else None
+def _latest_runs(instance: dg.DagsterInstance, requests: list[str]) -> dict[str, dg.DagsterRun]:
+    """The newest run launched for each sensor request (tagged with it) that has one."""
+    found: dict[str, dg.DagsterRun] = {}
+    for i in range(0, len(requests), RUNS_PER_QUERY):
+        chunk = requests[i : i + RUNS_PER_QUERY]
+        for run in instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: chunk})):
+            found.setdefault(run.tags[REQUEST_TAG], run)  # newest first
+    return found
 
 
 def _step(
@@ -144,9 +165,10 @@ def _step(
     done: dict[str, str],
     now: float,
     backoff: timedelta,
+    run: dg.DagsterRun | None,
 ) -> Work | None:
-    """Advance an instrument's work by what happened to its current run; None when finished."""
-    run = _latest_run(context.instance, work.request) if work.request else None
+    """Advance an instrument's work by what happened to its current run (``run``, the newest
+    of its current request); None when finished."""
     if run is None:
         return work
     month = work.months[0]
@@ -186,6 +208,12 @@ def _revise(
         known = work.versions.get(month) if in_work else done.get(f"{entry.key}|{month}")
         if known == version:
             continue
+        if known is not None and _scheme(known) != _scheme(version):
+            # a version of the probe before this one (CHECKSUM texts, HEADs of every file):
+            # adopted as it is, not taken for a revision
+            versions = work.versions if work is not None and in_work else done
+            versions[month if in_work else f"{entry.key}|{month}"] = version
+            continue
         if work is not None and month in work.months[1:]:
             work.versions[month] = version  # recomputed in order anyway
             continue
@@ -209,42 +237,158 @@ def _revise(
     return fresh
 
 
-def _probe(
-    context: dg.SensorEvaluationContext,
-    archives: ArchiveSources,
-    entry: InstrumentEntry,
-    today: date,
-) -> dict[str, str]:
-    """The archive version of each recent finished month of ``entry`` that is published."""
+def _scheme(version: str) -> str:
+    """How a version was made (its first field: ``list``, ``index``, ``day``; older sensors wrote
+    ``monthly``, ``daily``, ``okx``, ``head``)."""
+    return version.split(":", 1)[0]
+
+
+def _lookback(entry: InstrumentEntry, today: date) -> list[date]:
+    """The recent finished months of ``entry`` to probe (none after its delisting)."""
     assert entry.start is not None
-    probed = {}
-    for month in _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, entry.start):
-        if not entry.covers(month):  # delisted: nothing to probe after its last month
-            continue
-        try:
-            version = archives.probe(entry, month, today)
-        except SourceError as error:
-            context.log.warning(f"{entry.key} {month:%Y-%m}: probe failed: {error}")
-            continue
-        if version is not None:
-            probed[month.isoformat()] = version
-    return probed
+    months = _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, entry.start)
+    return [month for month in months if entry.covers(month)]
 
 
-def _due(instance: dg.DagsterInstance, work: Work, stamp: float) -> bool:
+@dataclass
+class ProbeRound:
+    """What one tick's probes learnt: versions per instrument visited (of ``total`` to probe),
+    the instruments whose probe failed (with the error), the hosts given up, and why the round
+    stopped early."""
+
+    total: int
+    probed: dict[str, dict[str, str]]
+    failed: dict[str, str]
+    unreachable: dict[str, str]
+    cut: str | None
+    requests: int
+    seconds: float
+    next_key: str | None
+
+
+def _probe_round(
+    archives: ArchiveSources,
+    entries: dict[str, InstrumentEntry],
+    cursor: SensorCursor,
+    today: date,
+    limits: ProbeLimits,
+) -> ProbeRound:
+    """Probe the instruments round-robin from ``cursor.next`` within ``limits``; the cursor
+    keeps the day files learnt and where the next round starts."""
+    net = Net(limits)
+    months = {key: _lookback(entry, today) for key, entry in entries.items()}
+    keys = sorted(k for k, e in entries.items() if months[k] and not e.tardis)
+
+    def visit(key: str) -> dict[str, str]:
+        return archives.probe_recent(net, entries[key], months[key], cursor.files, today)
+
+    started = time.monotonic()
+    try:
+        results, cursor.next = visit_round(net, keys, cursor.next, visit)
+    finally:
+        net.close()
+    probed = {k: r for k, r in results.items() if not isinstance(r, Exception)}
+    failed = {k: str(r) for k, r in results.items() if isinstance(r, Exception)}
+    seconds = time.monotonic() - started
+    unreachable = net.unreachable()
+    return ProbeRound(
+        len(keys), probed, failed, unreachable, net.cut, net.sent, seconds, cursor.next
+    )
+
+
+def _due(work: Work, stamp: float, runs: dict[str, dg.DagsterRun]) -> bool:
     """Whether the first month of ``work`` is to be requested now: past its retry wait, not
     requested within the last hour, and with no run for its current attempt yet."""
     if stamp < work.not_before:
         return False
     if work.requested_at is not None and stamp - work.requested_at < RESUBMIT_AFTER.total_seconds():
         return False
-    return _latest_run(instance, work.request) is None
+    return work.request not in runs
+
+
+def _advance_all(
+    context: dg.SensorEvaluationContext,
+    entries: dict[str, InstrumentEntry],
+    cursor: SensorCursor,
+    stamp: float,
+    backoff: timedelta,
+) -> dict[str, dg.DagsterRun]:
+    """Advance the work of every tracked instrument by its runs (one query per
+    ``RUNS_PER_QUERY`` requests); the newest run of each request looked up."""
+    runs = _latest_runs(context.instance, [w.request for w in cursor.work.values() if w.request])
+    for key, entry in entries.items():
+        work = cursor.work.pop(key, None)
+        if work is not None:
+            work = _step(context, entry, work, cursor.done, stamp, backoff, runs.get(work.request))
+        if work is not None:
+            cursor.work[key] = work
+    return runs
+
+
+def _run_requests(
+    context: dg.SensorEvaluationContext,
+    entries: dict[str, InstrumentEntry],
+    cursor: SensorCursor,
+    stamp: float,
+    runs: dict[str, dg.DagsterRun],
+) -> list[dg.RunRequest]:
+    """A run of the first month of every tracked instrument's work that is due now."""
+    requests = []
+    for key, work in cursor.work.items():
+        entry = entries.get(key)
+        if entry is None or not _due(work, stamp, runs):
+            continue
+        month = date.fromisoformat(work.months[0])
+        tags = {
+            REQUEST_TAG: work.request,
+            TRIGGER_TAG: work.trigger,
+            ATTEMPT_TAG: str(work.attempt),
+        }
+        requests.append(_request(entry, month, work.request.split("@")[1], **tags))
+        work.requested_at = stamp
+        if len(work.months) > 1:
+            later = ", ".join(m[:7] for m in work.months[1:])
+            context.log.info(f"{entry.key}: {later} follow {month:%Y-%m} ({work.trigger})")
+    return requests
+
+
+def _report(context: dg.SensorEvaluationContext, found: ProbeRound) -> list[str]:
+    """Log the round; what the skip reason must say of it (unreachable hosts, a cut)."""
+    total = found.total
+    context.log.info(
+        f"probed {len(found.probed)} of {total} instruments with {found.requests} requests "
+        f"in {found.seconds:.1f} s" + (f" ({found.cut} budget spent)" if found.cut else "")
+    )
+    if found.failed:
+        first = next(iter(found.failed.items()))
+        context.log.warning(f"{len(found.failed)} probes failed, e.g. {first[0]}: {first[1]}")
+    notes = []
+    if found.unreachable:
+        hosts = "; ".join(f"{host} ({error[:300]})" for host, error in found.unreachable.items())
+        notes.append(f"archive unreachable: {hosts}")
+        context.log.warning(notes[-1])
+    if found.cut:
+        notes.append(
+            f"probed {len(found.probed)} of {total} instruments before the tick's {found.cut} "
+            f"budget was spent; the next tick goes on from {found.next_key}"
+        )
+    return notes
+
+
+def _skip_reason(cursor: SensorCursor, notes: list[str]) -> str:
+    """Why no run is requested: what the probes could not do, and what is awaited."""
+    pending = [f"{key} {w.months[0][:7]}" for key, w in sorted(cursor.work.items())]
+    more = f" and {len(pending) - 10} more" if len(pending) > 10 else ""
+    if pending:
+        notes = [*notes, f"waiting for {', '.join(pending[:10])}{more}"]
+    return "; ".join(notes) or "no newly published or revised month"
 
 
 def build_automation(
     partitions: FlowPartitions,
     flow_jobs: list[Any],
     retry_backoff: timedelta = RETRY_BACKOFF,
+    limits: ProbeLimits = SENSOR_LIMITS,
 ) -> tuple[dg.SensorDefinition, list[dg.ScheduleDefinition]]:
     """``archive_sensor`` over every exchange's flow job, and one running-month schedule each."""
 
@@ -252,11 +396,15 @@ def build_automation(
         jobs=flow_jobs,
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Probes the archives (CHECKSUM files / HEAD requests only) for finished "
-        "months newly published or revised and requests their runs, an instrument's months in "
-        "order: a revised month, then each later month once the one before succeeded. A month "
-        "is done only when its run succeeded; a failed or canceled run is requested again "
-        "(after 1 h, 2 h, 4 h ... at most a day apart).",
+        description="Probes the archives, each by the mechanism its venue's description names "
+        "(an S3 listing of the instrument's folders, one GET of its folder's HTML index, or "
+        "HEADs of only the day files not seen yet and a few older ones in rotation), for "
+        "finished months newly published or "
+        "revised and requests their runs, an instrument's months in order: a revised month, then "
+        "each later month once the one before succeeded. A month is done only when its run "
+        "succeeded; a failed or canceled run is requested again (after 1 h, 2 h, 4 h ... at most "
+        f"a day apart). A tick spends at most {limits.seconds:g} s and {limits.requests} requests "
+        "on probes, round-robin over the instruments: a tick cut short goes on from there.",
     )
     def archive_sensor(
         context: dg.SensorEvaluationContext, archives: ArchiveSources, store: FlowStore
@@ -264,36 +412,22 @@ def build_automation(
         cursor = SensorCursor.load(context.cursor)
         now = datetime.now(UTC)
         today, stamp = now.date(), now.timestamp()
-        requests = []
         objects = store.open()
-        entries = [e for x in partitions.exchanges for e in tracked_entries(objects, x.exchange)]
-        for entry in entries:
-            work = cursor.work.pop(entry.key, None)
+        entries = {
+            e.key: e for x in partitions.exchanges for e in tracked_entries(objects, x.exchange)
+        }
+        runs = _advance_all(context, entries, cursor, stamp, retry_backoff)
+        found = _probe_round(archives, entries, cursor, today, limits)
+        for key, probed in found.probed.items():
+            work = _revise(entries[key], cursor.work.pop(key, None), probed, cursor.done, stamp)
             if work is not None:
-                work = _step(context, entry, work, cursor.done, stamp, retry_backoff)
-            probed = _probe(context, archives, entry, today)
-            work = _revise(entry, work, probed, cursor.done, stamp)
-            if work is None:
-                continue
-            cursor.work[entry.key] = work
-            if not _due(context.instance, work, stamp):
-                continue
-            month = date.fromisoformat(work.months[0])
-            tags = {
-                REQUEST_TAG: work.request,
-                TRIGGER_TAG: work.trigger,
-                ATTEMPT_TAG: str(work.attempt),
-            }
-            requests.append(_request(entry, month, work.request.split("@")[1], **tags))
-            work.requested_at = stamp
-            if len(work.months) > 1:
-                later = ", ".join(m[:7] for m in work.months[1:])
-                context.log.info(f"{entry.key}: {later} follow {month:%Y-%m} ({work.trigger})")
-        skip = None
-        if not requests:
-            pending = {key: w.months[0][:7] for key, w in cursor.work.items()}
-            skip = f"waiting for {pending}" if pending else "no newly published or revised month"
-        # the cursor always moves on: a success seen on this tick is remembered even if skipped
+                cursor.work[key] = work
+        requests = _run_requests(context, entries, cursor, stamp, runs)
+        notes = _report(context, found)
+        oldest = _months_back(today.replace(day=1), SENSOR_LOOKBACK_MONTHS, date.min)[0]
+        cursor.forget_before(oldest, set(entries))
+        skip = None if requests else _skip_reason(cursor, notes)
+        # the cursor always moves on: what this tick learnt is kept even when it was cut short
         return dg.SensorResult(run_requests=requests, cursor=cursor.dump(), skip_reason=skip)
 
     return archive_sensor, [

@@ -3,9 +3,9 @@
 Environment variables (all optional): ``FLOW_ASSETS_STORAGE_URL`` (folder or s3://bucket/prefix),
 ``AWS_ENDPOINT_URL``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_PROFILE`` for
 ``dagster-aws``'s S3 resource (credentials follow boto3's chain: keys, profiles, SSO, roles),
-each venue's archive and catalog roots (the variables its description names, e.g.
-``FLOW_ASSETS_BINANCE_URL`` and ``FLOW_ASSETS_BINANCE_API_URL``; :mod:`flow_assets.venues`),
-``FLOW_ASSETS_INSTRUMENTS``,
+each venue's archive, listing and catalog roots (the variables its description names, e.g.
+``FLOW_ASSETS_BINANCE_URL``, ``FLOW_ASSETS_BINANCE_LISTING_URL`` and
+``FLOW_ASSETS_BINANCE_API_URL``; :mod:`flow_assets.venues`), ``FLOW_ASSETS_INSTRUMENTS``,
 ``FLOW_ASSETS_FRESHNESS_LAG_DAYS`` (days the running month's bars may lag, default 2) and
 ``FLOW_ASSETS_ALERT_WEBHOOK_URL`` (where failed runs are POSTed as JSON; unset: no alert).
 Loading makes no network call and reads neither the store nor the instruments file: the
@@ -27,6 +27,7 @@ from flow_assets.month import FlowSettings
 from flow_assets.orchestration.assets import build_assets
 from flow_assets.orchestration.automation import (
     RETRY_BACKOFF,
+    SENSOR_LIMITS,
     build_automation,
     build_flow_jobs,
 )
@@ -46,6 +47,7 @@ from flow_assets.orchestration.resources import (
     FlowStore,
     FreshnessSettings,
 )
+from flow_assets.sources.probing import ProbeLimits
 from flow_assets.venues import VENUES, Venue
 
 SUMMARY_AUTOMATION = (
@@ -72,17 +74,21 @@ def _operations_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-def _venue_urls(env_name: Callable[[Venue], str]) -> dict[str, dg.EnvVar]:
-    """Venue -> ``dg.EnvVar`` of its variable ``env_name(venue)``, for the variables set."""
+def _venue_urls(env_name: Callable[[Venue], str | None]) -> dict[str, dg.EnvVar]:
+    """Venue -> ``dg.EnvVar`` of its variable ``env_name(venue)``, for the variables set (a
+    venue naming none has no entry)."""
     names = {name: env_name(venue) for name, venue in VENUES.items()}
-    return {name: dg.EnvVar(env) for name, env in names.items() if os.environ.get(env)}
+    return {name: dg.EnvVar(env) for name, env in names.items() if env and os.environ.get(env)}
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment through ``dg.EnvVar``."""
     return {
         **_operations_resources(),
-        "archives": ArchiveSources(urls=_venue_urls(lambda v: v.archive.url_env)),
+        "archives": ArchiveSources(
+            urls=_venue_urls(lambda v: v.archive.url_env),
+            listing_urls=_venue_urls(lambda v: v.archive.listing_env),
+        ),
         "instruments": InstrumentsFile(path=_from_env("FLOW_ASSETS_INSTRUMENTS")),
         "catalog_api": CatalogApi(urls=_venue_urls(lambda v: v.catalog.url_env)),
         "store": FlowStore(
@@ -101,16 +107,18 @@ def build_definitions(
     resources: dict[str, dg.ConfigurableResource] | None = None,
     settings: FlowSettings | None = None,
     retry_backoff: timedelta = RETRY_BACKOFF,
+    probe_limits: ProbeLimits = SENSOR_LIMITS,
 ) -> dg.Definitions:
     """All assets, checks, jobs, sensors and schedules. ``instruments_sensor`` tracks the
     instruments file of the ``instruments`` resource, re-read on every tick, or ``instruments``
     when given (tests, the demo). Resources not given are the environment's
-    (:func:`default_resources`)."""
+    (:func:`default_resources`). ``probe_limits``: what a tick of ``archive_sensor`` may spend
+    on probes."""
     if instruments is not None and not isinstance(instruments, InstrumentsConfig):
         instruments = InstrumentsConfig(entries=tuple(instruments))
     partitions = FlowPartitions()
     flow_jobs = build_flow_jobs(partitions)
-    archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff)
+    archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff, probe_limits)
     catalog_assets, catalog_job, catalog_schedule = build_catalog_automation(partitions)
     freshness_checks, freshness_job, freshness_schedule = build_freshness(partitions)
     coverage_assets, coverage_job, coverage_schedule = build_coverage(partitions.exchanges)

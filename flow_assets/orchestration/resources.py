@@ -17,7 +17,9 @@ from dagster_aws.s3 import S3Resource
 
 from flow_assets.catalog import contract_values
 from flow_assets.instruments import InstrumentEntry
-from flow_assets.sources import FetchReport, exchange_for, ingest_month, probe_month
+from flow_assets.sources import FetchReport, exchange_for, ingest_month
+from flow_assets.sources.archive import FetchOptions
+from flow_assets.sources.probing import DayFiles, Net, Site, Target, probe_target
 from flow_assets.sources.tardis import ingest_tardis_month
 from flow_assets.store import DEFAULT_LOCAL_ROOT, ObjectStore, open_store
 from flow_assets.symbology import to_native
@@ -28,10 +30,14 @@ class ArchiveSources(dg.ConfigurableResource):
 
     ``urls`` maps a venue to its archive root; a venue missing or empty means the source's own
     default (the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_URL``, else its
-    public archive). ``datasets`` maps a venue to one of its datasets (missing: its default).
+    public archive). ``listing_urls`` maps a venue whose archive answers listings to where it
+    does (missing: its configured root when that is not the public one, a mirror listing what
+    it serves, else the public listing endpoint; :class:`~flow_assets.sources.probing.S3Listing`).
+    ``datasets`` maps a venue to one of its datasets (missing: its default).
     """
 
     urls: dict[str, str] | None = None
+    listing_urls: dict[str, str] | None = None
     datasets: dict[str, str] | None = None
 
     def _base_url(self, exchange: str) -> str | None:
@@ -69,24 +75,40 @@ class ArchiveSources(dg.ConfigurableResource):
             month,
             dest,
             base_url=self._base_url(entry.exchange),
-            dataset=(self.datasets or {}).get(entry.exchange),
+            dataset=self._dataset(entry.exchange),
             today=today,
             allow_missing_days=True,
             contract_values=_contract_values(entry, contracts),
             progress=progress,
         )
 
-    def probe(self, entry: InstrumentEntry, month: date, today: date | None = None) -> str | None:
-        """A version of the month's archive files (None: not published); no Tardis probing."""
-        if entry.tardis:
-            return None
-        return probe_month(
-            entry.exchange,
-            entry.symbol,
-            month,
-            base_url=self._base_url(entry.exchange),
-            today=today,
-        )
+    def _dataset(self, exchange: str) -> str | None:
+        return (self.datasets or {}).get(exchange) or None
+
+    def site(self, exchange: str) -> Site:
+        """Where ``exchange``'s archive is, as configured here (None: its own defaults)."""
+        return Site(self._base_url(exchange), (self.listing_urls or {}).get(exchange) or None)
+
+    def probe_recent(
+        self,
+        net: Net,
+        entry: InstrumentEntry,
+        months: list[date],
+        states: dict[str, DayFiles],
+        today: date,
+    ) -> dict[str, str]:
+        """The archive version of each of ``months`` (finished) of ``entry`` that is out,
+        within the tick's budget ``net``, by the mechanism its venue's description names; what
+        is learnt of day files is kept in ``states[entry.key]`` as it comes. No Tardis probing."""
+        if entry.tardis or not months:
+            return {}
+        exchange = exchange_for(entry.exchange)
+        dataset = exchange.resolve(FetchOptions(dataset=self._dataset(entry.exchange))).dataset
+        assert dataset is not None
+        native = to_native(entry.exchange, entry.symbol)
+        target = Target(exchange, native, dataset, months)
+        site = self.site(entry.exchange)
+        return probe_target(net, site, target, states, entry.key, today)
 
 
 def _contract_values(entry: InstrumentEntry, history: pl.DataFrame | None) -> pl.DataFrame | None:

@@ -4,7 +4,8 @@
 Parquet file ``dest`` (trades in ``TRADE_SCHEMA`` sorted by ``(exchange_ts, trade_id)``, row
 groups within a UTC day; see :mod:`.ingest`) and returns the :class:`FetchReport`, never holding
 the month in memory. ``fetch_month`` returns the same as a :class:`FetchResult` in memory.
-``probe_month`` is the cheap remote check a sensor uses.
+``probe_month`` is a cheap remote check of one month (CHECKSUM texts or HEADs); the
+archive sensor's bounded probes of many instruments at once are :mod:`.probing`.
 
 Every exchange goes through the same loop (:mod:`.archive`: month plan, downloads, checksums,
 coverage, cleaning); each venue's archive description (:class:`~.archive.Exchange`) is part of

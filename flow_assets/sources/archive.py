@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 import requests
@@ -53,6 +53,9 @@ from flow_assets.sources.report import (
     utc_midnight,
 )
 from flow_assets.symbology import to_native
+
+if TYPE_CHECKING:
+    from flow_assets.sources.probing import DayFiles, Net, Site, Target
 
 DEFAULT_DATASET = "trades"
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -91,6 +94,27 @@ def no_file_check(options: FetchOptions) -> FileCheck | None:
     return None
 
 
+class ArchiveProbe(Protocol):
+    """How a sensor learns which finished months of an archive are out, and their version,
+    within a tick's budget (the mechanisms are in :mod:`flow_assets.sources.probing`).
+    ``url_env``: the environment variable of where it asks, when that is not the archive root
+    (an S3 listing endpoint), else None."""
+
+    url_env: str | None
+
+    def versions(
+        self,
+        net: Net,
+        site: Site,
+        target: Target,
+        states: dict[str, DayFiles],
+        key: str,
+        today: date,
+    ) -> dict[str, str]:
+        """The version of each month of ``target`` that is out (ISO month -> version)."""
+        ...
+
+
 FileUrl = Callable[[str, str, str, date], str]  # (base, native id, dataset, day or month) -> url
 
 
@@ -109,7 +133,10 @@ class Exchange:
     bitmap) or ``string`` (the parser gives the 128-bit key of each id and a file-order
     ``trade_id``; see :mod:`flow_assets.sources.report`). ``file_order``: how its files list
     their rows normally, ``oldest_first`` or ``newest_first`` (rows out of that order are
-    counted as reordered, an upstream defect; a file in it is only sorted).
+    counted as reordered, an upstream defect; a file in it is only sorted). ``probe``: how the
+    archive sensor finds which months are out and their version within its budget (an S3
+    listing, an HTML index, HEADs of day files; :mod:`flow_assets.sources.probing`); None:
+    HEADs of day files.
     """
 
     name: str
@@ -126,6 +153,7 @@ class Exchange:
     sizes_in_contracts: bool = False
     compression: str = "zip"
     trade_ids: str = "integer"
+    probe: ArchiveProbe | None = None
     file_order: str = "oldest_first"
 
     def __post_init__(self) -> None:
@@ -143,6 +171,11 @@ class Exchange:
             supported = ", ".join(self.datasets)
             raise ValueError(f"{self.name} has no dataset {dataset!r}; supported: {supported}")
         return replace(options, dataset=dataset)
+
+    @property
+    def listing_env(self) -> str | None:
+        """The environment variable of where its archive answers listings (None: no listing)."""
+        return None if self.probe is None else self.probe.url_env
 
     def base_url(self, value: str | None = None) -> str:
         """The archive root: ``value``, else the environment variable, else the public one."""

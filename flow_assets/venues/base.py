@@ -3,11 +3,11 @@
 A :class:`Venue` names everything particular to one exchange market: its slug, its Atlas
 grammar both ways, its trade archive (:class:`~flow_assets.sources.archive.Exchange`: URLs, daily
 and/or monthly files, zip or gzip, checksum location or none, day offset, CSV parser, trade-id
-kind, whether sizes are contracts), its catalog reader (REST root, environment variable, the
-fetch and, for the local mirror, the venue's own routing and a realistic sample answer) and its
-mirror writer (the venue's exact file layout from normalized trades). The archive loop, the CSV
-streaming, the catalog storage, the Dagster layer, the API and the demo iterate the registry
-(:data:`flow_assets.venues.VENUES`) and never name a venue.
+kind, whether sizes are contracts, how the archive sensor probes it), its catalog reader (REST
+root, environment variable, the fetch and, for the local mirror, the venue's own routing and a
+realistic sample answer) and its mirror writer (the venue's exact file layout from normalized
+trades). The archive loop, the CSV streaming, the catalog storage, the Dagster layer, the API
+and the demo iterate the registry (:data:`flow_assets.venues.VENUES`) and never name a venue.
 """
 
 from __future__ import annotations

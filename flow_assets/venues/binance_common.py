@@ -53,6 +53,9 @@ NO_DELIVERY_MS = 4133404800000  # deliveryDate of a perpetual with no delisting 
 _NO_DELIVERY = EPOCH + timedelta(milliseconds=NO_DELIVERY_MS)
 _STABLES = ("USDT", "USDC", "FDUSD", "BUSD")
 DATASETS = ("aggTrades", "trades")
+# The archive is the S3 bucket ``data.binance.vision``: its host serves files, the bucket's
+# regional endpoint answers ListObjectsV2 listings (what the archive's browsable index reads).
+LISTING_URL = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
 ONE_SIDED_MIN_TRADES = 10
 
 # Positions of (id, price, quantity, time, is_buyer_maker) in each dataset's rows.

@@ -15,7 +15,11 @@
 
 Layout: ``{base}/data/futures/um/{monthly|daily}/{dataset}/{SYM}/{SYM}-{dataset}-{period}.zip``
 with a ``.zip.CHECKSUM`` beside each file (``<sha256>  <zip name>``). The base is ``base_url``,
-else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``.
+else ``$FLOW_ASSETS_BINANCE_URL``, else ``https://data.binance.vision``. The archive is the S3
+bucket ``data.binance.vision``; its regional endpoint (``LISTING_URL`` of
+:mod:`flow_assets.venues.binance_common`, or ``$FLOW_ASSETS_BINANCE_LISTING_URL`` through the
+sensor's resource) answers S3 ListObjectsV2 listings by prefix, which the archive sensor reads
+instead of a request per file (:class:`~flow_assets.sources.probing.S3Listing`).
 
 Which files: a finished month uses its monthly file when published, else its daily files (UTC
 days); the running month uses the daily files up to yesterday. The month plan, checksum checks,
@@ -38,10 +42,12 @@ from flow_assets.catalog.model import atlas_id, field, from_ms, instruments_fram
 from flow_assets.catalog.samples import COINS, MULTIPLIED, SNAPSHOT_AT, listed
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.mirror import write_checksum, write_zip
+from flow_assets.sources.probing import S3Listing
 from flow_assets.symbology import Instrument, SymbolError, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
 from flow_assets.venues.binance_common import (
     DATASETS,
+    LISTING_URL,
     BinanceCsv,
     OneSidedCheck,
     binance_csv,
@@ -162,6 +168,7 @@ def sample() -> dict[str, Any]:
 
 DEFAULT_URL = "https://data.binance.vision"
 URL_ENV = "FLOW_ASSETS_BINANCE_URL"
+LISTING_ENV = "FLOW_ASSETS_BINANCE_LISTING_URL"
 
 
 def file_url(base: str, native: str, dataset: str, period: str) -> str:
@@ -201,6 +208,7 @@ BINANCE = Exchange(
     csv_format=_csv_format,
     datasets=DATASETS,
     file_check=_one_sided_check,
+    probe=S3Listing(LISTING_URL, LISTING_ENV),
 )
 
 

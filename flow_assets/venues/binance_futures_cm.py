@@ -6,8 +6,11 @@
   {period}.zip`` with a ``.zip.CHECKSUM`` beside each, the same CSV as USD-M
   (:class:`~flow_assets.venues.binance_common.BinanceCsv`), UTC days, integer trade ids; a finished
   month without a monthly file reads its daily files. Base ``FLOW_ASSETS_BINANCE_CM_URL``, else
-  ``https://data.binance.vision`` (the USD-M host). The ``trades`` dataset's one-sided defect
-  (since 2026-07-01 on COIN-M) is refused as on USD-M.
+  ``https://data.binance.vision`` (the USD-M host). The archive sensor lists its folders on the
+  same S3 bucket as USD-M (prefix ``data/futures/cm/...``; endpoint
+  ``FLOW_ASSETS_BINANCE_CM_LISTING_URL``, else a configured root that is not the public one,
+  else the bucket's public endpoint; :class:`~flow_assets.sources.probing.S3Listing`). The
+  ``trades`` dataset's one-sided defect (since 2026-07-01 on COIN-M) is refused as on USD-M.
 * Quantities are contracts of ``contractSize`` USD (100 for ``BTCUSD_PERP``, 10 for most
   others): ``notional = quantity * contractSize``, ``base_qty = notional / price``, with the
   contract size in force at each trade (the catalog's history; the seed table
@@ -36,10 +39,12 @@ from flow_assets.sources.contracts import ContractValues, specs_history
 from flow_assets.sources.csvstream import field, to_micros
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.mirror import write_checksum, write_zip
+from flow_assets.sources.probing import S3Listing
 from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
 from flow_assets.venues.binance_common import (
     DATASETS,
+    LISTING_URL,
     BinanceCsv,
     OneSidedCheck,
     _taker_buy,
@@ -54,6 +59,7 @@ from flow_assets.venues.binance_common import (
 NAME = "binance-futures-cm"
 ARCHIVE_URL = "https://data.binance.vision"
 ARCHIVE_ENV = "FLOW_ASSETS_BINANCE_CM_URL"
+LISTING_ENV = "FLOW_ASSETS_BINANCE_CM_LISTING_URL"
 API_URL = "https://dapi.binance.com"
 API_ENV = "FLOW_ASSETS_BINANCE_CM_API_URL"
 API_PATH = "/dapi/v1/exchangeInfo"
@@ -160,6 +166,7 @@ ARCHIVE = Exchange(
     datasets=DATASETS,
     file_check=_one_sided_check,
     sizes_in_contracts=True,
+    probe=S3Listing(LISTING_URL, LISTING_ENV),  # the USD-M bucket, under data/futures/cm/
 )
 
 

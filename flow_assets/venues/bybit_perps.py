@@ -9,7 +9,10 @@
   symbol folder is an HTML index of its files). Base ``FLOW_ASSETS_BYBIT_URL``, else
   ``https://public.bybit.com``. **No checksum files**: the data version is what the server says
   of the files (size, Last-Modified, ETag, from HEAD) and each file's sha256 once downloaded
-  (in the fetch report); every file of a month is downloaded before reading.
+  (in the fetch report); every file of a month is downloaded before reading. The archive
+  sensor reads the symbol folder's index (nginx's autoindex: each file's date and exact size)
+  in one GET per instrument, a month's version from its files' entries
+  (:class:`~flow_assets.sources.probing.HtmlIndex`).
 * CSV: header ``timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,
   homeNotional,foreignNotional`` (columns found by name, in any order; an unknown header is
   refused naming the file; without a header the ten columns in that order). ``timestamp`` is
@@ -52,6 +55,7 @@ from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.csvstream import CsvFormat, base_and_notional, field, taker_buy, text
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.idset import DAY_US
+from flow_assets.sources.probing import HtmlIndex
 from flow_assets.sources.report import KEY_COLUMNS
 from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
@@ -203,6 +207,7 @@ ARCHIVE = Exchange(
     compression="gzip",
     trade_ids="string",
     file_order="newest_first",
+    probe=HtmlIndex(),  # one GET of the symbol folder: each file's date and size
 )
 
 
@@ -248,8 +253,8 @@ def write_archive(
     header: bool = True,
 ) -> list[Path]:
     """One ``{SYMBOL}{YYYY-MM-DD}.csv.gz`` per UTC day traded under ``root/trading/{SYMBOL}``,
-    rows newest-first by default (as Bybit publishes many days), plus the folder's HTML
-    index."""
+    rows newest-first by default (as Bybit publishes many days); the mirror serves the folder's
+    HTML index (:func:`~flow_assets.sources.mirror.autoindex`) as Bybit's host does."""
     native = symbology.to_native(NAME, symbol)
     folder = root / "trading" / native
     folder.mkdir(parents=True, exist_ok=True)
@@ -260,8 +265,6 @@ def write_archive(
         path = folder / f"{native}{day:%Y-%m-%d}.csv.gz"
         path.write_bytes(gzip.compress(bybit_csv(ordered, symbol, header=header), mtime=0))
         written.append(path)
-    links = "".join(f'<a href="{p.name}">{p.name}</a>\n' for p in sorted(folder.glob("*.csv.gz")))
-    (folder / "index.html").write_text(f"<html><body><pre>\n{links}</pre></body></html>\n")
     return written
 
 

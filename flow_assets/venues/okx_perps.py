@@ -74,6 +74,7 @@ from flow_assets.sources.csvstream import CsvFormat, read_trades, taker_buy, tex
 from flow_assets.sources.csvstream import field as csv_field
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.mirror import epoch, write_zip
+from flow_assets.sources.probing import DayFrontier
 from flow_assets.sources.report import empty_trades
 from flow_assets.symbology import Instrument, contract_value, format_symbol, parse_symbol
 from flow_assets.venues.base import CatalogReader, Venue
@@ -239,6 +240,7 @@ OKX = Exchange(
     day_offset=UTC_OFFSET,
     version_tag="okx",
     sizes_in_contracts=True,
+    probe=DayFrontier(),  # no listing, no index: HEADs of the day files not seen yet
 )
 
 
