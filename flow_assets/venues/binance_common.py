@@ -26,7 +26,8 @@ The mirror's writer of these CSVs (:func:`binance_csv`) is here too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,32 @@ NO_DELIVERY_MS = 4133404800000  # deliveryDate of a perpetual with no delisting 
 _NO_DELIVERY = EPOCH + timedelta(milliseconds=NO_DELIVERY_MS)
 _STABLES = ("USDT", "USDC", "FDUSD", "BUSD")
 DATASETS = ("aggTrades", "trades")
+
+
+@dataclass(frozen=True)
+class FuturesLayout:
+    """Where Binance's futures archive keeps the files of one market (``um`` USD-M, ``cm``
+    COIN-M): ``{base}/data/futures/{market}/{monthly|daily}/{dataset}/{SYM}/{SYM}-{dataset}-
+    {period}.zip``, a ``.CHECKSUM`` beside each."""
+
+    market: str
+
+    def file_url(self, base: str, native: str, dataset: str, period: str) -> str:
+        """URL of one archive zip; ``period`` is ``YYYY-MM`` (monthly) or ``YYYY-MM-DD``
+        (daily)."""
+        frequency = "monthly" if len(period) == 7 else "daily"
+        folder = f"{base}/data/futures/{self.market}/{frequency}/{dataset}/{native}"
+        return f"{folder}/{native}-{dataset}-{period}.zip"
+
+    def daily_url(self, base: str, native: str, dataset: str, day: date) -> str:
+        """URL of the file of the UTC ``day``."""
+        return self.file_url(base, native, dataset, f"{day:%Y-%m-%d}")
+
+    def monthly_url(self, base: str, native: str, dataset: str, month: date) -> str:
+        """URL of the file of the whole UTC ``month``."""
+        return self.file_url(base, native, dataset, f"{month:%Y-%m}")
+
+
 # The archive is the S3 bucket ``data.binance.vision``: its host serves files, the bucket's
 # regional endpoint answers ListObjectsV2 listings (what the archive's browsable index reads).
 LISTING_URL = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"

@@ -30,7 +30,7 @@ module gives the layout and the CSV (:data:`BINANCE`).
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from flow_assets.venues.binance_common import (
     DATASETS,
     LISTING_URL,
     BinanceCsv,
+    FuturesLayout,
     OneSidedCheck,
     binance_csv,
     binance_exchange_info,
@@ -171,20 +172,8 @@ URL_ENV = "FLOW_ASSETS_BINANCE_URL"
 LISTING_ENV = "FLOW_ASSETS_BINANCE_LISTING_URL"
 
 
-def file_url(base: str, native: str, dataset: str, period: str) -> str:
-    """URL of one archive zip; ``period`` is ``YYYY-MM`` (monthly) or ``YYYY-MM-DD`` (daily)."""
-    frequency = "monthly" if len(period) == 7 else "daily"
-    return f"{base}/data/futures/um/{frequency}/{dataset}/{native}/{native}-{dataset}-{period}.zip"
-
-
-def daily_url(base: str, native: str, dataset: str, day: date) -> str:
-    """URL of the file of the UTC ``day``."""
-    return file_url(base, native, dataset, f"{day:%Y-%m-%d}")
-
-
-def monthly_url(base: str, native: str, dataset: str, month: date) -> str:
-    """URL of the file of the whole UTC ``month``."""
-    return file_url(base, native, dataset, f"{month:%Y-%m}")
+LAYOUT = FuturesLayout("um")
+file_url, daily_url, monthly_url = LAYOUT.file_url, LAYOUT.daily_url, LAYOUT.monthly_url
 
 
 def _csv_format(symbol: str, options: FetchOptions) -> BinanceCsv:

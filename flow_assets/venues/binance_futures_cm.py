@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from flow_assets.venues.binance_common import (
     DATASETS,
     LISTING_URL,
     BinanceCsv,
+    FuturesLayout,
     OneSidedCheck,
     _taker_buy,
     binance_csv,
@@ -91,18 +92,8 @@ def from_native(native: str) -> Instrument | None:
 # --- archive --------------------------------------------------------------------------------
 
 
-def file_url(base: str, native: str, dataset: str, period: str) -> str:
-    """URL of one archive zip; ``period`` is ``YYYY-MM`` (monthly) or ``YYYY-MM-DD`` (daily)."""
-    frequency = "monthly" if len(period) == 7 else "daily"
-    return f"{base}/data/futures/cm/{frequency}/{dataset}/{native}/{native}-{dataset}-{period}.zip"
-
-
-def daily_url(base: str, native: str, dataset: str, day: date) -> str:
-    return file_url(base, native, dataset, f"{day:%Y-%m-%d}")
-
-
-def monthly_url(base: str, native: str, dataset: str, month: date) -> str:
-    return file_url(base, native, dataset, f"{month:%Y-%m}")
+LAYOUT = FuturesLayout("cm")
+file_url, daily_url, monthly_url = LAYOUT.file_url, LAYOUT.daily_url, LAYOUT.monthly_url
 
 
 class CoinMCsv(BinanceCsv):
