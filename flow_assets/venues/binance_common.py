@@ -295,6 +295,12 @@ class OneSidedCheck:
             )
 
 
+def one_sided_check(options: Any) -> OneSidedCheck | None:
+    """The whole-file check of a Binance archive file: the ``trades`` dataset's one-sided days
+    (``options`` is the fetch's :class:`~flow_assets.sources.archive.FetchOptions`)."""
+    return OneSidedCheck() if options.dataset == "trades" else None
+
+
 def check_one_sided(trades: pl.DataFrame, name: str) -> None:
     """Refuse a day of the ``trades`` dataset whose trades are all on one side (archive defect)."""
     check = OneSidedCheck()

@@ -50,13 +50,13 @@ from flow_assets.venues.binance_common import (
     LISTING_URL,
     BinanceCsv,
     FuturesLayout,
-    OneSidedCheck,
     binance_csv,
     binance_exchange_info,
     binance_symbol,
     delisted,
     document_at,
     fetch_exchange_info,
+    one_sided_check,
 )
 
 NAME = "binance-futures"
@@ -183,10 +183,6 @@ def _csv_format(symbol: str, options: FetchOptions) -> BinanceCsv:
     return BinanceCsv(options.dataset)
 
 
-def _one_sided_check(options: FetchOptions) -> OneSidedCheck | None:
-    return OneSidedCheck() if options.dataset == "trades" else None
-
-
 BINANCE = Exchange(
     name=NAME,
     default_url=DEFAULT_URL,
@@ -196,7 +192,7 @@ BINANCE = Exchange(
     checksum_url=lambda url: url + ".CHECKSUM",
     csv_format=_csv_format,
     datasets=DATASETS,
-    file_check=_one_sided_check,
+    file_check=one_sided_check,
     probe=S3Listing(LISTING_URL, LISTING_ENV),
 )
 

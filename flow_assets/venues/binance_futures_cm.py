@@ -32,7 +32,7 @@ import polars as pl
 import requests
 
 from flow_assets import symbology
-from flow_assets.catalog.model import CatalogShapeError, from_ms, instruments_frame
+from flow_assets.catalog.model import CatalogShapeError, atlas_id, from_ms, instruments_frame
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.contracts import ContractValues, specs_history
@@ -40,14 +40,13 @@ from flow_assets.sources.csvstream import field, to_micros
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.mirror import write_checksum, write_zip
 from flow_assets.sources.probing import S3Listing
-from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
+from flow_assets.symbology import Instrument, SymbolError, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
 from flow_assets.venues.binance_common import (
     DATASETS,
     LISTING_URL,
     BinanceCsv,
     FuturesLayout,
-    OneSidedCheck,
     _taker_buy,
     binance_csv,
     binance_exchange_info,
@@ -55,6 +54,7 @@ from flow_assets.venues.binance_common import (
     delisted,
     document_at,
     fetch_exchange_info,
+    one_sided_check,
 )
 
 NAME = "binance-futures-cm"
@@ -142,10 +142,6 @@ def _csv_format(symbol: str, options: FetchOptions) -> CoinMCsv:
     return CoinMCsv(symbol, options.dataset or DATASETS[0], options.contract_values)
 
 
-def _one_sided_check(options: FetchOptions) -> OneSidedCheck | None:
-    return OneSidedCheck() if options.dataset == "trades" else None
-
-
 ARCHIVE = Exchange(
     name=NAME,
     default_url=ARCHIVE_URL,
@@ -155,7 +151,7 @@ ARCHIVE = Exchange(
     checksum_url=lambda url: url + ".CHECKSUM",
     csv_format=_csv_format,
     datasets=DATASETS,
-    file_check=_one_sided_check,
+    file_check=one_sided_check,
     sizes_in_contracts=True,
     probe=S3Listing(LISTING_URL, LISTING_ENV),  # the USD-M bucket, under data/futures/cm/
 )
@@ -204,7 +200,7 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
     native, base, quote = str(item["symbol"]), str(item["baseAsset"]), str(item["quoteAsset"])
     try:
         inst = perpetual(base, quote, str(item["marginAsset"]))
-        symbol = format_symbol(inst) if to_native(inst) == native else None
+        symbol = atlas_id(NAME, native, inst)
     except SymbolError:
         symbol = None
     return {

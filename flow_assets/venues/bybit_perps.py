@@ -49,7 +49,7 @@ import requests
 
 from flow_assets import symbology
 from flow_assets.catalog.fetch import CatalogFetchError, get_json, non_empty
-from flow_assets.catalog.model import CatalogShapeError, from_ms, instruments_frame
+from flow_assets.catalog.model import CatalogShapeError, atlas_id, from_ms, instruments_frame
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.csvstream import CsvFormat, base_and_notional, field, taker_buy, text
@@ -57,7 +57,7 @@ from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.idset import DAY_US
 from flow_assets.sources.probing import HtmlIndex
 from flow_assets.sources.report import KEY_COLUMNS
-from flow_assets.symbology import Instrument, SymbolError, format_symbol, perpetual
+from flow_assets.symbology import Instrument, SymbolError, perpetual
 from flow_assets.venues.base import CatalogReader, Venue
 
 NAME = "bybit-perps"
@@ -280,7 +280,7 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
     inverse = item["contractType"] == "InversePerpetual"
     try:
         inst = perpetual(base, quote, str(item["settleCoin"]))
-        symbol = format_symbol(inst) if to_native(inst) == native else None
+        symbol = atlas_id(NAME, native, inst)
     except SymbolError:
         symbol = None
     delivery = item.get("deliveryTime")
