@@ -22,21 +22,17 @@ previous-month dependency can be declared there), everything else the same.
 
 import argparse
 import json
-import logging
 import os
 import resource
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.assets.graph.remote_asset_graph import RemoteWorkspaceAssetGraph
 from dagster._core.execution.asset_backfill import (
     AssetBackfillData,
-    execute_asset_backfill_iteration_inner,
 )
 from dagster._core.test_utils import mock_workspace_from_repos
 from dagster._time import get_current_datetime
@@ -45,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from flow_assets_tests.backfill_plan import first_iteration  # noqa: E402
+from flow_assets_tests.backfill_plan import first_iteration, iterate  # noqa: E402
 
 
 def plan(instruments: int, tracked: bool) -> dict[str, object]:
@@ -104,23 +100,14 @@ def flat_prototype(instruments: int) -> dict[str, object]:
         data = AssetBackfillData.from_asset_partitions(
             graph, None, list(graph.get_all_asset_keys()), instance, now.timestamp(), True
         )
-        view = AssetGraphView(
-            temporal_context=TemporalContext(effective_dt=now, last_event_id=None),
-            instance=instance,
-            asset_graph=graph,
-        )
-        started = time.monotonic()
-        result = execute_asset_backfill_iteration_inner(
-            "flat", data, view, now.timestamp(), logging.getLogger("flat"), None
-        )
-        seconds = time.monotonic() - started
-    per_instrument = Counter(r.partition_key.split("|")[0] for r in result.run_requests)
+        _, requests, seconds = iterate(data, graph, instance, now)
+    per_instrument = Counter(r.partition_key.split("|")[0] for r in requests)
     return {
         "instruments": instruments,
         "target": "flat prototype: only tracked instrument-months exist",
         "tracked_instrument_months": len(keys),
-        "first_iteration_runs": len(result.run_requests),
-        "assets_per_run": sorted({len(r.asset_selection or []) for r in result.run_requests}),
+        "first_iteration_runs": len(requests),
+        "assets_per_run": sorted({len(r.asset_selection or []) for r in requests}),
         "most_months_of_one_instrument_requested_at_once": max(per_instrument.values()),
         "first_iteration_seconds": round(seconds, 1),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,

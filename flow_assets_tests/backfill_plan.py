@@ -91,7 +91,7 @@ def _tracked_target(
         return AssetBackfillData.from_asset_graph_subset(target, instance, now.timestamp())
 
 
-def _iterate(
+def iterate(
     data: AssetBackfillData, graph: RemoteWorkspaceAssetGraph, instance: dg.DagsterInstance, now
 ) -> tuple[AssetBackfillData, list[dg.RunRequest], float]:
     """One iteration of the daemon's planner: the updated backfill data, its run requests."""
@@ -150,11 +150,11 @@ def plan_iterations(instruments: int, tracked_only: bool = False, iterations: in
             )
         )
         target_seconds = time.monotonic() - started
-        data, requests, seconds = _iterate(data, graph, instance, now)
+        data, requests, seconds = iterate(data, graph, instance, now)
         planned = [requests]
         for _ in range(iterations - 1):
             _succeed(instance, requests)
-            data, requests, _ = _iterate(data, graph, instance, now)
+            data, requests, _ = iterate(data, graph, instance, now)
             planned.append(requests)
     return Plan(
         months_in_dimension=len(months),
