@@ -117,6 +117,19 @@ def date_change(fetch: Fetch, day: datetime, before: float, inverse: bool) -> da
     return locate(fetch("1m", hour, hour + HOUR), before, inverse) or hour
 
 
+def first_value(fetch: Fetch, days: list[tuple[datetime, float]], inverse: bool) -> float:
+    """The value the first day with volume opened at: its ratio, unless it differs from the
+    next day's (a change on that day): then its first minute with volume's."""
+    day, ratio = days[0]
+    if len(days) < 2 or same(ratio, days[1][1]):
+        return ratio
+    hours = ratios(fetch("1H", day, day + DAY), inverse)
+    if not hours:
+        return ratio
+    minutes = ratios(fetch("1m", hours[0][0], hours[0][0] + HOUR), inverse)
+    return snap((minutes or hours)[0][1], [days[1][1]])
+
+
 def _new_value(days: list[tuple[datetime, float]], i: int, final: float | None) -> float:
     """The value after a change seen on day ``i``: the day's own ratio if the change is a step
     (the next day, or the snapshot's value, trades at it too), else the next one's (day ``i``
@@ -147,7 +160,7 @@ def timeline(
     days = [(start, snap(ratio, known)) for start, ratio in ratios(complete, inverse)]
     if not days:
         return Timeline(since, (), through)
-    current = days[0][1] if start_value is None else start_value
+    current = first_value(fetch, days, inverse) if start_value is None else start_value
     segments: list[tuple[datetime | None, float]] = [(since, current)]
     for i, (day, ratio) in enumerate(days):
         if same(ratio, current):
