@@ -5,14 +5,16 @@ the base asset), an inverse trade's notional ``size * ct_val`` (in USD), with th
 force at the trade's time. Binance USD-M sizes are base units (``ct_val`` 1).
 
 A history is a frame of :data:`CONTRACT_SCHEMA` rows ``(exchange, native, ct_val, ct_val_ccy,
-valid_from, valid_to)`` valid on ``[valid_from, valid_to)``; a null ``valid_from`` means since
-listing, a null ``valid_to`` still valid. Per instrument the rows are ordered, never overlap and
-leave no gap. A ``native`` of ``*`` applies to every instrument of its exchange that has no row
-of its own (Binance's 1 base unit).
+valid_from, valid_to, dated_by)`` valid on ``[valid_from, valid_to)``; a null ``valid_from``
+means since listing, a null ``valid_to`` still valid. Per instrument the rows are ordered, never
+overlap and leave no gap. A ``native`` of ``*`` applies to every instrument of its exchange that
+has no row of its own (Binance's 1 base unit).
 
 It starts from the package's seed table ``contracts.csv`` (changes known from before the catalog
 was kept, e.g. OKX's 2020 BTC/ETH changes) and grows with :func:`merge_snapshot`, one catalog
-snapshot at a time, in time order.
+snapshot at a time, in time order, with what the exchange's own candles show where the venue has
+them (:mod:`~flow_assets.catalog.contract_dating`). Each row's ``dated_by`` says how its
+``valid_from`` was dated: ``seed``, ``listing``, ``candles`` or ``snapshot`` (the fallback).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@
   pagination; 20 requests per 2 s per IP), ``{"code": "0", "msg": "", "data": [...]}``; another
   ``code`` is an :class:`OkxApiError`. Fields: ``instId``, ``ctType`` (linear/inverse),
   ``ctVal * ctMult`` in ``ctValCcy`` (the contract value), ``settleCcy``, ``listTime``,
-  ``expTime``, ``state``.
+  ``expTime``, ``state``. Contract values are dated by OKX's own candles
+  (``GET {base}/api/v5/market/history-candles``, :mod:`flow_assets.venues.okx_candles`), which
+  the mirror's routing answers too.
 
 Archive layout:
 ``{base}/cdn/okex/traderecords/trades/daily/{YYYYMMDD}/{INST}-trades-{YYYY-MM-DD}.zip``;
