@@ -72,13 +72,14 @@ def read(trades, value_at, inverse, *, start_value=None, final_value=None) -> Ti
 
 @settings(max_examples=25, deadline=None)
 @given(
-    minute=st.integers(min_value=1, max_value=3 * 1440 - 1),
+    minute=st.integers(min_value=0, max_value=3 * 1440 - 1),
     pair=st.lists(st.sampled_from(VALUES), min_size=2, max_size=2, unique=True),
     inverse=st.booleans(),
     known=st.booleans(),
 )
 @example(minute=1440, pair=[1000.0, 100.0], inverse=False, known=False)  # at midnight
 @example(minute=1, pair=[10.0, 100.0], inverse=True, known=False)  # first minute
+@example(minute=0, pair=[10.0, 100.0], inverse=False, known=True)  # a reading's first instant
 def test_a_change_at_any_minute_is_dated_to_that_minute(
     minute: int, pair: list[float], inverse: bool, known: bool
 ) -> None:
@@ -88,7 +89,7 @@ def test_a_change_at_any_minute_is_dated_to_that_minute(
     trades = minute_trades(D0, 3 * 1440, value_at, inverse)
     line = read(trades, value_at, inverse, start_value=before if known else None,
                 final_value=after)  # fmt: skip
-    assert line.segments == ((D0, before), (change, after))
+    assert line.segments == (((D0, before),) if minute else ()) + ((change, after),)
     assert line.through == D0 + timedelta(days=3)
 
 

@@ -167,7 +167,11 @@ def timeline(
             continue
         after = _new_value(days, i, final_value)
         at = date_change(fetch, day, current, inverse)
-        segments.append((max(at, since) if since else at, after))
+        at = max(at, since) if since else at
+        if at == segments[-1][0]:  # at the very start (e.g. midnight of a reading's first day)
+            segments[-1] = (at, after)
+        else:
+            segments.append((at, after))
         current = after
     return Timeline(since, tuple(segments), through)
 

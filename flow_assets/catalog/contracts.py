@@ -131,9 +131,17 @@ def _overlay(rows: list[dict[str, Any]], listing: dict[str, Any], line: Timeline
             end = row["valid_to"]
             kept.append(row | {"valid_to": since if end is None or end > since else end})
     starts = [start for start, _ in line.segments]
-    for i, (start, value) in enumerate(line.segments):
+    if (
+        kept
+        and kept[-1]["valid_to"] is not None
+        and (since is None or kept[-1]["valid_to"] < since)
+    ):
+        starts[0] = kept[-1]["valid_to"]  # a value closed by hand before: no gap after it
+    for i, (start, value) in enumerate(zip(starts, [v for _, v in line.segments], strict=True)):
         row = _opened(listing | {"ct_val": value}, start, "candles" if kept or i else "listing")
         row["valid_to"] = starts[i + 1] if i + 1 < len(starts) else None
+        if row["valid_to"] is not None and row["valid_to"] == start:
+            continue  # no time at all: the next value starts here
         previous = kept[-1] if kept else None
         if previous and previous["valid_to"] == start and same(previous["ct_val"], value):
             previous["valid_to"] = row["valid_to"]

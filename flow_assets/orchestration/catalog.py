@@ -66,7 +66,8 @@ PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed",
 class CatalogApi(dg.ConfigurableResource):
     """The venues' public metadata REST roots: ``urls`` maps a venue to its root (missing or
     empty: the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_API_URL``, else its
-    public host)."""
+    public host); ``candle_pace``: seconds between candle requests of a venue whose candles
+    date its contract values (None: the venue's own, OKX 0.1 s; 0 against a local mirror)."""
 
     urls: dict[str, str] | None = None
     candle_pace: float | None = None  # seconds between candle requests (None: the venue's)
