@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from flow_assets.catalog import contract_values, merge_snapshot, seed_history
 from flow_assets.catalog.contract_dating import Timeline, empty_state, timeline
 from flow_assets.catalog.mirror import CatalogServer
+from flow_assets.loopback import Fault
 from flow_assets.sources.http import make_session
 from flow_assets.venues import okx_candles
 from flow_assets.venues.okx_candles import (
@@ -240,3 +241,16 @@ def test_daily_volumes_inverse_are_base_and_usd(server: CatalogServer, session) 
     assert days["confirmed"].all()
     assert days.schema["volume_decimals"] == pl.Int32
     assert (days["volume_decimals"] <= 10).all()
+
+
+def test_candles_that_cannot_be_had_fall_back_to_the_snapshot(server, session) -> None:
+    """A swap whose candle requests keep failing is named; the others are still read."""
+    server.inject(PATH, *[Fault(status=500)] * 3)  # the first swap's request and 2 retries
+    listings = parse_catalog(server.documents["okx-perps"])
+    dating = date_contracts(server.url, session, listings, empty_state(), pace=0)
+    assert dating.unavailable == [LINEAR_ID]
+    assert set(dating.timelines) == {INVERSE_ID, "NEW-USDT-SWAP"}
+    history = merge_snapshot(seed_history(), listings, D0 + timedelta(days=5), dating.timelines)
+    linear = history.filter(pl.col("native") == LINEAR_ID)
+    assert linear.select("ct_val", "dated_by").rows() == [(1.0, "listing")]  # today's value
+    assert dating.state["native"].to_list() == [INVERSE_ID, "NEW-USDT-SWAP"]
