@@ -168,8 +168,10 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
         kinds={"polars", "parquet"},
         description=f"One row per perpetual {exchange} lists or has delisted (Atlas id, "
         "base/quote/settle, contract value, listing and delisting times), with the history of "
-        "contract values beside it, merged from the exchange's public metadata. Runs computing "
-        "bars read this stored catalog; only this asset calls the exchange's REST API.",
+        "contract values beside it, merged from the exchange's public metadata; where the "
+        "venue has candles counting contracts (OKX), each change is dated to the minute by "
+        "them (the snapshot's time only as a fallback, marked dated_by=snapshot). Runs "
+        "computing bars read this stored catalog; only this asset calls the exchange's REST API.",
         metadata={"dagster/column_schema": schema},
     )
     def instrument_catalog(catalog_api: CatalogApi, store: FlowStore) -> dg.MaterializeResult:
