@@ -109,10 +109,10 @@ def _merge_one(rows: list[dict[str, Any]], listing: dict[str, Any], seen_at: dat
         rows.append(_opened(listing, listing["listed"], "listing"))
         return
     last = rows[-1]
-    same = (last["ct_val"], last["ct_val_ccy"]) == (listing["ct_val"], listing["ct_val_ccy"])
+    unchanged = (last["ct_val"], last["ct_val_ccy"]) == (listing["ct_val"], listing["ct_val_ccy"])
     if last["valid_to"] is not None:  # closed by hand: reopen where it ended, or now
         rows.append(_opened(listing, max(seen_at, last["valid_to"]), "snapshot"))
-    elif same:
+    elif unchanged:
         return
     elif last["valid_from"] is not None and seen_at <= last["valid_from"]:
         last.update(ct_val=listing["ct_val"], ct_val_ccy=listing["ct_val_ccy"])
@@ -131,12 +131,9 @@ def _overlay(rows: list[dict[str, Any]], listing: dict[str, Any], line: Timeline
             end = row["valid_to"]
             kept.append(row | {"valid_to": since if end is None or end > since else end})
     starts = [start for start, _ in line.segments]
-    if (
-        kept
-        and kept[-1]["valid_to"] is not None
-        and (since is None or kept[-1]["valid_to"] < since)
-    ):
-        starts[0] = kept[-1]["valid_to"]  # a value closed by hand before: no gap after it
+    closed = kept[-1]["valid_to"] if kept else None  # kept rows exist only with a since
+    if closed is not None and since is not None and closed < since:
+        starts[0] = closed  # a value closed by hand before: no gap after it
     for i, (start, value) in enumerate(zip(starts, [v for _, v in line.segments], strict=True)):
         row = _opened(listing | {"ct_val": value}, start, "candles" if kept or i else "listing")
         row["valid_to"] = starts[i + 1] if i + 1 < len(starts) else None
