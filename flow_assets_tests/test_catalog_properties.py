@@ -17,6 +17,7 @@ from flow_assets.catalog import (
     seed_history,
     value_at,
 )
+from flow_assets.catalog.contract_dating import Timeline
 
 LISTED = datetime(2021, 1, 1, tzinfo=UTC)
 FIRST_SEEN = datetime(2022, 1, 1, tzinfo=UTC)
@@ -82,3 +83,49 @@ def test_the_seed_keeps_its_past(steps: list) -> None:
     assert value_at(btc, datetime(2020, 3, 20, 7, 59, tzinfo=UTC)) == 0.0001
     assert value_at(btc, datetime(2021, 6, 1, tzinfo=UTC)) == 0.01
     assert contract_values(history, "okx-perps", "BTC-USD-SWAP").rows() == [(None, None, 100.0)]
+
+
+# One reading: hours since the previous one, the snapshot's value, and the candles' changes
+# since the previous reading (minutes into the period, value), or None (candles unavailable).
+readings = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=72),
+        st.sampled_from([0.01, 0.1, 1.0, 1000.0]),
+        st.none()
+        | st.lists(
+            st.tuples(st.integers(min_value=0, max_value=60 * 72), st.sampled_from([0.1, 10.0])),
+            max_size=3,
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=readings)
+def test_candle_timelines_and_snapshots_keep_the_history_exact(steps: list) -> None:
+    """Whatever the candles say between snapshots, the history stays gap-free, says what the
+    last candles said over their period, and ends at the snapshot's value."""
+    native = NATIVES[1]
+    history, since, at = seed_history(), LISTED, FIRST_SEEN
+    for hours, value, changes in steps:
+        at += timedelta(hours=hours)
+        lines, expected = {}, []
+        if changes is not None:
+            starts = sorted({since + timedelta(minutes=m) for m, _ in changes if
+                             since + timedelta(minutes=m) < at})  # fmt: skip
+            values = [v for _, v in changes][: len(starts)]
+            segments = ((since, value), *zip(starts, values, strict=True)) if starts else ()
+            lines = {native: Timeline(since, tuple(segments), at)}
+            expected = list(segments)
+            since = at
+        history = merge_snapshot(history, snapshot_frame((None, value, None)), at, lines)
+        check_history(history)
+        values = contract_values(history, "okx-perps", native)
+        for i, (start, ct_val) in enumerate(expected):  # the candles, over their period
+            if i + 1 == len(expected) or expected[i + 1][0] > start:
+                assert value_at(values, start) == ct_val
+        assert value_at(values, at) == value
+    dated = history.filter(pl.col("native") == native)["dated_by"].to_list()
+    assert set(dated) <= {"listing", "candles", "snapshot"}

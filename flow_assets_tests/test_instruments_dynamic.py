@@ -80,7 +80,7 @@ def _documents(binance: dict, okx: dict) -> dict:
 
 def _api(server: CatalogServer) -> CatalogApi:
     """Every venue's metadata API at ``server``."""
-    return CatalogApi(urls=dict.fromkeys(VENUES, server.url))
+    return CatalogApi(urls=dict.fromkeys(VENUES, server.url), candle_pace=0)
 
 
 def _keys(instance: dg.DagsterInstance, name: str) -> list[str]:

@@ -45,7 +45,7 @@ def run_months(
     instance = dg.DagsterInstance.ephemeral()
     with CatalogServer(documents) as server:
         resources = {
-            "catalog_api": CatalogApi(urls=dict.fromkeys(documents, server.url)),
+            "catalog_api": CatalogApi(urls=dict.fromkeys(documents, server.url), candle_pace=0),
             "archives": ArchiveSources(urls=dict.fromkeys(VENUES, archive_url)),
             "store": store,
         }

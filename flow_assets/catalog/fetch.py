@@ -22,6 +22,7 @@ import requests
 from flow_assets.catalog.model import CatalogError, CatalogShapeError
 
 if TYPE_CHECKING:
+    from flow_assets.catalog.contract_dating import ContractDating
     from flow_assets.venues.base import Venue
 
 
@@ -81,3 +82,22 @@ def fetch_catalog(
     """The catalog of the venue ``exchange`` as it is now (its own reader)."""
     reader = _venue(exchange).catalog
     return reader.fetch(reader.base_url(base_url), session or catalog_session())
+
+
+def date_contracts(
+    exchange: str,
+    snapshot: pl.DataFrame,
+    state: pl.DataFrame,
+    base_url: str | None = None,
+    pace: float | None = None,
+    session: requests.Session | None = None,
+) -> ContractDating | None:
+    """The contract values the venue's own candles show since ``state`` for the swaps of
+    ``snapshot`` (None: the venue has no such candles)."""
+    reader = _venue(exchange).catalog
+    if reader.date_contracts is None:
+        return None
+    options = {} if pace is None else {"pace": pace}
+    return reader.date_contracts(
+        reader.base_url(base_url), session or catalog_session(), snapshot, state, **options
+    )

@@ -53,6 +53,7 @@ class CatalogServer(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers and body in one send (unbuffered: 40 ms delayed ACKs)
 
             def log_message(self, format: str, *args: object) -> None:
                 return

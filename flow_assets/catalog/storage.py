@@ -1,18 +1,22 @@
 """The catalog in the object store: one listing and one contract-value history per exchange.
 
-Keys: ``catalog/{exchange}/instruments.parquet`` (:data:`INSTRUMENT_SCHEMA` rows) and
+Keys: ``catalog/{exchange}/instruments.parquet`` (:data:`INSTRUMENT_SCHEMA` rows),
 ``catalog/{exchange}/contract_values.parquet`` (:data:`CONTRACT_SCHEMA` rows, the exchange's
-seed rows included). :func:`update_catalog` is the daily step: merge a fresh snapshot into what
-is stored and store the result.
+seed rows included) and, for a venue whose candles date its contract values,
+``catalog/{exchange}/contract_candles.parquet`` (how far they were read).
+:func:`update_catalog` is the daily step: merge a fresh snapshot (and what the candles show)
+into what is stored and store the result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
+from flow_assets.catalog.contract_dating import STATE_SCHEMA, Timeline, empty_state
 from flow_assets.catalog.contracts import (
     CONTRACT_SCHEMA,
     check_history,
@@ -42,6 +46,25 @@ def contract_values_key(exchange: str) -> str:
     return f"catalog/{exchange}/contract_values.parquet"
 
 
+def candle_state_key(exchange: str) -> str:
+    """Where the exchange's candle reading state is stored (how far each instrument's daily
+    candles were read, :data:`~flow_assets.catalog.contract_dating.STATE_SCHEMA`)."""
+    return f"catalog/{exchange}/contract_candles.parquet"
+
+
+def load_candle_state(store: ObjectStore, exchange: str) -> pl.DataFrame:
+    """The stored candle reading state of ``exchange`` (empty: never read)."""
+    try:
+        return _read(store, candle_state_key(exchange), STATE_SCHEMA)
+    except MissingObjectError:
+        return empty_state()
+
+
+def save_candle_state(store: ObjectStore, exchange: str, state: pl.DataFrame) -> None:
+    """Store the candle reading state (one atomic write)."""
+    store.write_parquet(candle_state_key(exchange), state.select(list(STATE_SCHEMA)))
+
+
 def save_catalog(store: ObjectStore, catalog: Catalog) -> None:
     """Store both frames of ``catalog`` (each one atomic write)."""
     store.write_parquet(
@@ -54,6 +77,8 @@ def save_catalog(store: ObjectStore, catalog: Catalog) -> None:
 
 def _read(store: ObjectStore, key: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     frame = store.read_parquet(key)
+    if "dated_by" in schema and "dated_by" not in frame.columns:  # stored before candles
+        frame = frame.with_columns(dated_by=pl.lit("snapshot"))
     return frame.select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
@@ -79,8 +104,14 @@ def initial_catalog(exchange: str) -> Catalog:
     return Catalog(exchange, empty_instruments(), seed)
 
 
-def merge_catalog(catalog: Catalog, snapshot: pl.DataFrame, seen_at: datetime) -> Catalog:
-    """``catalog`` after a snapshot of its exchange taken at ``seen_at`` (pure)."""
+def merge_catalog(
+    catalog: Catalog,
+    snapshot: pl.DataFrame,
+    seen_at: datetime,
+    timelines: Mapping[str, Timeline] | None = None,
+) -> Catalog:
+    """``catalog`` after a snapshot of its exchange taken at ``seen_at``, with the candles'
+    ``timelines`` where read (pure)."""
     wrong = snapshot.filter(pl.col("exchange") != catalog.exchange)
     if not wrong.is_empty():
         raise ValueError(
@@ -89,14 +120,19 @@ def merge_catalog(catalog: Catalog, snapshot: pl.DataFrame, seen_at: datetime) -
     return Catalog(
         catalog.exchange,
         merge_listings(catalog.instruments, snapshot, seen_at),
-        merge_snapshot(catalog.contracts, snapshot, seen_at),
+        merge_snapshot(catalog.contracts, snapshot, seen_at, timelines),
     )
 
 
 def update_catalog(
-    store: ObjectStore, exchange: str, snapshot: pl.DataFrame, seen_at: datetime
+    store: ObjectStore,
+    exchange: str,
+    snapshot: pl.DataFrame,
+    seen_at: datetime,
+    timelines: Mapping[str, Timeline] | None = None,
 ) -> Catalog:
-    """Merge ``snapshot`` (fetched at ``seen_at``) into the stored catalog, store and return it.
+    """Merge ``snapshot`` (fetched at ``seen_at``) and the candles' ``timelines`` into the
+    stored catalog, store and return it.
 
     With nothing stored yet it starts from :func:`initial_catalog`.
     """
@@ -104,6 +140,6 @@ def update_catalog(
         catalog = load_catalog(store, exchange)
     except MissingObjectError:
         catalog = initial_catalog(exchange)
-    merged = merge_catalog(catalog, snapshot, seen_at)
+    merged = merge_catalog(catalog, snapshot, seen_at, timelines)
     save_catalog(store, merged)
     return merged

@@ -35,7 +35,10 @@ from flow_assets.catalog import (
     load_catalog,
     update_catalog,
 )
+from flow_assets.catalog.contract_dating import ContractDating
+from flow_assets.catalog.fetch import date_contracts
 from flow_assets.catalog.model import INSTRUMENT_DESCRIPTIONS, INSTRUMENT_SCHEMA
+from flow_assets.catalog.storage import load_candle_state, save_candle_state
 from flow_assets.instruments import InstrumentsConfig, load_config
 from flow_assets.orchestration.assets import _markdown_table, _schema_metadata
 from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
@@ -63,13 +66,24 @@ PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed",
 class CatalogApi(dg.ConfigurableResource):
     """The venues' public metadata REST roots: ``urls`` maps a venue to its root (missing or
     empty: the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_API_URL``, else its
-    public host)."""
+    public host); ``candle_pace``: seconds between candle requests of a venue whose candles
+    date its contract values (None: the venue's own, OKX 0.1 s; 0 against a local mirror)."""
 
     urls: dict[str, str] | None = None
+    candle_pace: float | None = None  # seconds between candle requests (None: the venue's)
 
     def fetch(self, exchange: str) -> pl.DataFrame:
         """Every listed perpetual of ``exchange`` now (its reader: requests with retries)."""
         return fetch_catalog(exchange, base_url=(self.urls or {}).get(exchange) or None)
+
+    def date_contracts(
+        self, exchange: str, snapshot: pl.DataFrame, state: pl.DataFrame
+    ) -> ContractDating | None:
+        """The contract values ``exchange``'s own candles show since ``state`` (None: the
+        venue has no such candles)."""
+        return date_contracts(
+            exchange, snapshot, state, (self.urls or {}).get(exchange) or None, self.candle_pace
+        )
 
 
 def catalog_asset_key(exchange: str) -> dg.AssetKey:
@@ -120,6 +134,24 @@ def _changes_metadata(
     }
 
 
+def _dating_metadata(
+    contracts: pl.DataFrame, dating: ContractDating | None
+) -> dict[str, dg.MetadataValue]:
+    """How the contract values' starts were dated (rows per ``dated_by``), and the candles
+    read for it: requests, swaps whose candles could not be had (snapshot rule for them)."""
+    counts = contracts.group_by("dated_by").len().sort("dated_by").rows()
+    metadata = {"contract_values_dated_by": dg.MetadataValue.json(dict(counts))}
+    if dating is None:
+        return metadata | {"contract_values_from_candles": dg.MetadataValue.bool(False)}
+    snapshot_dated = contracts.filter(pl.col("dated_by") == "snapshot")["native"].unique()
+    return metadata | {
+        "contract_values_from_candles": dg.MetadataValue.bool(True),
+        "candle_requests": dg.MetadataValue.int(dating.requests),
+        "candles_unavailable": dg.MetadataValue.json(sorted(dating.unavailable)),
+        "dated_by_snapshot_fallback": dg.MetadataValue.json(sorted(snapshot_dated.to_list())),
+    }
+
+
 def _catalog_preview(instruments: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
     shown = instruments.sort("native").head(rows)
     caption = f"The first {shown.height} of {instruments.height} rows, by native id."
@@ -136,8 +168,10 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
         kinds={"polars", "parquet"},
         description=f"One row per perpetual {exchange} lists or has delisted (Atlas id, "
         "base/quote/settle, contract value, listing and delisting times), with the history of "
-        "contract values beside it, merged from the exchange's public metadata. Runs computing "
-        "bars read this stored catalog; only this asset calls the exchange's REST API.",
+        "contract values beside it, merged from the exchange's public metadata; where the "
+        "venue has candles counting contracts (OKX), each change is dated to the minute by "
+        "them (the snapshot's time only as a fallback, marked dated_by=snapshot). Runs "
+        "computing bars read this stored catalog; only this asset calls the exchange's REST API.",
         metadata={"dagster/column_schema": schema},
     )
     def instrument_catalog(catalog_api: CatalogApi, store: FlowStore) -> dg.MaterializeResult:
@@ -147,7 +181,13 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
         except MissingObjectError:
             previous = None
         snapshot = catalog_api.fetch(exchange)
-        merged: Catalog = update_catalog(objects, exchange, snapshot, datetime.now(UTC))
+        dating = catalog_api.date_contracts(
+            exchange, snapshot, load_candle_state(objects, exchange)
+        )
+        timelines = dating.timelines if dating else None
+        merged: Catalog = update_catalog(objects, exchange, snapshot, datetime.now(UTC), timelines)
+        if dating is not None:
+            save_candle_state(objects, exchange, dating.state)
         listed = merged.instruments.filter(pl.col("delisted").is_null()).height
         return dg.MaterializeResult(
             metadata={
@@ -155,6 +195,7 @@ def instrument_catalog_asset(exchange: str) -> dg.AssetsDefinition:
                 "dagster/column_schema": schema,
                 "instruments_listed": listed,
                 **_changes_metadata(previous, merged.instruments),
+                **_dating_metadata(merged.contracts, dating),
                 "stored_keys": dg.MetadataValue.json(
                     [objects.uri(k(exchange)) for k in (instruments_key, contract_values_key)]
                 ),

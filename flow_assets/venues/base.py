@@ -16,12 +16,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import requests
 
 from flow_assets.sources.archive import Exchange
+
+if TYPE_CHECKING:
+    from flow_assets.catalog.contract_dating import ContractDating
 from flow_assets.symbology import Instrument
 
 # (path, query) of a catalog request and the document served -> (HTTP status, JSON answer)
@@ -33,13 +36,17 @@ class CatalogReader:
     """How a venue lists its instruments: REST root (``url_env``, else ``default_url``),
     ``fetch(base, session)`` giving a catalog frame, and for the local mirror ``answer`` (the
     venue's routing, parameters and pagination over a served document) and ``sample`` (a
-    realistic answer document)."""
+    realistic answer document); ``date_contracts`` (optional) reads contract values from the
+    venue's own candles."""
 
     default_url: str
     url_env: str
     fetch: Callable[[str, requests.Session], pl.DataFrame]
     answer: CatalogAnswer
     sample: Callable[[], Any]
+    # (base, session, listings, state, pace) -> the contract values its candles show, for a
+    # venue whose sizes are contracts and whose candles count contracts and base units
+    date_contracts: Callable[..., ContractDating] | None = None
 
     def base_url(self, value: str | None = None) -> str:
         """The REST root: ``value``, else the environment variable, else the public one."""

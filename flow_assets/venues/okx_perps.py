@@ -11,7 +11,9 @@
   pagination; 20 requests per 2 s per IP), ``{"code": "0", "msg": "", "data": [...]}``; another
   ``code`` is an :class:`OkxApiError`. Fields: ``instId``, ``ctType`` (linear/inverse),
   ``ctVal * ctMult`` in ``ctValCcy`` (the contract value), ``settleCcy``, ``listTime``,
-  ``expTime``, ``state``.
+  ``expTime``, ``state``. Contract values are dated by OKX's own candles
+  (``GET {base}/api/v5/market/history-candles``, :mod:`flow_assets.venues.okx_candles`), which
+  the mirror's routing answers too.
 
 Archive layout:
 ``{base}/cdn/okex/traderecords/trades/daily/{YYYYMMDD}/{INST}-trades-{YYYY-MM-DD}.zip``;
@@ -77,6 +79,7 @@ from flow_assets.sources.mirror import epoch, write_zip
 from flow_assets.sources.probing import DayFrontier
 from flow_assets.sources.report import empty_trades
 from flow_assets.symbology import Instrument, contract_value, format_symbol, parse_symbol
+from flow_assets.venues import okx_candles
 from flow_assets.venues.base import CatalogReader, Venue
 
 NAME = "okx-perps"
@@ -371,7 +374,11 @@ def fetch_catalog(base: str, session: requests.Session) -> pl.DataFrame:
 
 
 def answer(path: str, query: dict[str, list[str]], document: Any) -> tuple[int, Any]:
-    """``GET /api/v5/public/instruments``: ``instType`` required, only SWAP listed here."""
+    """``GET /api/v5/public/instruments``: ``instType`` required, only SWAP listed here;
+    ``GET /api/v5/market/history-candles`` from the document's candles
+    (:func:`flow_assets.venues.okx_candles.with_candles`)."""
+    if path == okx_candles.PATH:
+        return 200, okx_candles.answer_candles(query, document.get("_candles", {}))
     if path != API_PATH:
         return 404, {"msg": "Not Found", "code": 404}
     inst_type = query.get("instType", [""])[0]
@@ -379,7 +386,7 @@ def answer(path: str, query: dict[str, list[str]], document: Any) -> tuple[int, 
         return 200, {"code": "50014", "msg": "Parameter instType can not be empty", "data": []}
     if inst_type != "SWAP":
         return 200, {"code": "0", "msg": "", "data": []}
-    return 200, document
+    return 200, {key: value for key, value in document.items() if key != "_candles"}
 
 
 def okx_instrument(
@@ -500,6 +507,8 @@ VENUE = Venue(
     from_native=from_native,
     grammar_help=HELP,
     archive=OKX,
-    catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, answer, sample),
+    catalog=CatalogReader(
+        API_URL, API_ENV, fetch_catalog, answer, sample, okx_candles.date_contracts
+    ),
     write_archive=write_okx,
 )
