@@ -161,6 +161,40 @@ def write_parquet_file(
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 
+class ParquetParts:
+    """A Parquet file written a part at a time, as :func:`write_parquet_file` writes a frame
+    (zstd, column statistics): parts are gathered into row groups of at least ``group_rows``
+    rows, so only one row group's parts are held at a time."""
+
+    def __init__(self, path: Path, schema: dict[str, pl.DataType], group_rows: int) -> None:
+        self.path = path
+        self.schema = pl.DataFrame(schema=schema).to_arrow().schema
+        self.group_rows = group_rows
+        self.writer = pq.ParquetWriter(
+            str(path), self.schema, compression="zstd", write_statistics=True
+        )
+        self.pending: list[pl.DataFrame] = []
+        self.rows = 0  # in ``pending``
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """Append ``frame`` (the file's columns, in order) after the parts before it."""
+        self.pending.append(frame)
+        self.rows += frame.height
+        if self.rows >= self.group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            table = pl.concat(self.pending).to_arrow().cast(self.schema)
+            self.writer.write_table(table, row_group_size=table.num_rows)
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        """Write what is pending and finish the file."""
+        self._flush()
+        self.writer.close()
+
+
 def file_digest(path: Path) -> tuple[int, str]:
     """Size in bytes and SHA-256 (hex) of a local file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
