@@ -7,16 +7,17 @@ a notebook::
     flow = publish_flow(store, "binance-futures", symbol, month, ("exchange",))
 
 * :func:`publish_trades` ingests the month's archive into a local Parquet file (streamed, a day
-  at a time), validates it day by day, grades the upstream defects (one-sided days, days missing
-  inside a finished month) and publishes it only when they pass.
+  at a time), validates it a row group at a time, grades the upstream defects (one-sided days,
+  days missing inside a finished month) and publishes it only when they pass.
 * :func:`publish_flow` reads that file a day at a time into one :class:`FlowBarsEngine` per
   timestamp source, seeded with the *carried state* the previous month published (the last
   ``W + k + 1`` bars with trades per interval, and for arrival time the trades that arrive
-  after the month), then validates, reconciles and stages the bars interval by interval, and
-  commits the bars and the state for the next month as one unit. A check that fails publishes
-  nothing.
+  after the month). Each day's bars are made once the day's trades are in, validated and
+  appended to their interval's file; the totals are reconciled at the end; the bars and the
+  state for the next month are committed as one unit. A check that fails publishes nothing.
 
-Memory is bounded by one day of trades plus one engine's partials and one interval's bars.
+Memory is bounded by one day of trades (the columns the engine reads), one day's partials and
+one day's bars (the coarser intervals' few bars wait for the month's end, see ``PART_BARS``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
 from flow_assets.metrics import ALL_INTERVALS, FlowBarsEngine
@@ -101,14 +103,14 @@ class TradesOutcome:
         return self.manifest is not None
 
 
-def _days(path: Path, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
-    """The trades of a sorted month file in ``[start, end)``, one UTC day at a time."""
-    scan = pl.scan_parquet(path)
-    day = start
-    while day < end:
-        following = min(day + timedelta(days=1), end)
-        yield scan.filter(pl.col("exchange_ts").is_between(day, following, closed="left")).collect()
-        day = following
+def _row_groups(path: Path) -> Iterator[pl.DataFrame]:
+    """The trades of a month file one row group (at most a day, ``ROW_GROUP_ROWS``) at a time."""
+    file = pq.ParquetFile(path)
+    try:
+        for group in range(file.num_row_groups):
+            yield pl.from_arrow(file.read_row_group(group))  # type: ignore[misc]
+    finally:
+        file.close()
 
 
 def publish_trades(
@@ -123,16 +125,16 @@ def publish_trades(
     """Ingest a month with ``ingest(dest)``, grade it, and publish it when nothing blocks it.
 
     ``ingest`` writes the month's normalized, sorted trades to ``dest`` and returns the fetch
-    report (see :func:`flow_assets.sources.ingest_month`). Days are validated with pandera one
-    at a time; a one-sided day or a day missing inside a finished month blocks publication.
+    report (see :func:`flow_assets.sources.ingest_month`). Row groups (at most a day each) are
+    validated with pandera one at a time; a one-sided day or a day missing inside a finished
+    month blocks publication.
     """
     with tempfile.TemporaryDirectory(prefix="flow-assets-trades-") as tmp:
         path = Path(tmp) / "trades.parquet"
         report = ingest(path).to_metadata()
-        start, end = month_bounds(month)
         rows = 0
-        for day in _days(path, start, end):
-            rows += validate_trades(day).height
+        for group in _row_groups(path):  # row by row checks: a row group at a time is the same
+            rows += validate_trades(group).height
         log(f"{exchange}:{symbol} {month:%Y-%m}: {rows} trades validated")
         severity, findings = upstream_defects(pl.scan_parquet(path), report)
         source_version = _version(
