@@ -51,7 +51,7 @@ SPILL_FILE = "spill"
 TRADES_FILE = "trades"
 CHUNK_ROWS = 2_000_000  # a month of more trades than this is read one UTC day at a time
 PART_BARS = 10_000  # an interval's bars are made (checked, written) once this many are due
-PART_GROUP_ROWS = 131_072  # bars per row group of a bars file (~1.5 days of 1s bars)
+PART_GROUP_ROWS = 262_144  # bars validated and written at a time (~3 days of 1s bars)
 PREVIEW_ROWS = 5
 _RECONCILED = ("taker_buy_count", "taker_sell_count", "taker_buy_volume", "taker_sell_volume")
 
@@ -271,17 +271,20 @@ def _first_active(bars: pl.DataFrame, rows: int = 5, *, fallback: bool = True) -
 class _IntervalFile:
     """One interval's bars of one timestamp source, checked and written a part at a time.
 
-    Each part is validated (pandera) with the last bar before it, so the spacing is checked
-    across parts too; the bars' totals are summed part by part for the reconciliation with the
-    source's. A part that fails validation is not written, and the file is staged only when
-    every part passed and the totals reconcile (:meth:`finish`).
+    Bars come a few days at a time and are gathered into parts of about ``PART_GROUP_ROWS``
+    bars. Each part is validated (pandera) with the last bar before it, so the spacing is
+    checked across parts too, then written as a row group; the bars' totals are summed part by
+    part for the reconciliation with the source's. Once a part fails validation no more is
+    written, and the file is staged only when every part passed and the totals reconcile
+    (:meth:`finish`).
     """
 
     def __init__(self, result: IntervalResult, timestamp: str, workdir: Path) -> None:
         self.result, self.timestamp = result, timestamp
         self.path = workdir / f"{timestamp}-{result.interval}.parquet"
-        self.file = ParquetParts(self.path, BAR_SCHEMA, PART_GROUP_ROWS)
-        self.last: pl.DataFrame | None = None  # the last bar written
+        self.file = ParquetParts(self.path, BAR_SCHEMA)
+        self.pending: list[pl.DataFrame] = []
+        self.last: pl.DataFrame | None = None  # the last bar of the parts before
         self.sums: list[pl.DataFrame] = []
         self.rows = 0
         self.head = pl.DataFrame(schema=BAR_SCHEMA)  # the first bars, and the first with trades
@@ -289,11 +292,18 @@ class _IntervalFile:
 
     def add(self, bars: pl.DataFrame) -> None:
         """The next bars of the interval, following the last ones."""
+        self.pending.append(bars)
+        if sum(p.height for p in self.pending) >= PART_GROUP_ROWS:
+            self._part(pl.concat(self.pending))
+
+    def _part(self, bars: pl.DataFrame) -> None:
+        self.pending = []
         if not bars.height:
             return
-        checked = bars if self.last is None else pl.concat([self.last, bars])
         try:
-            validate_bars(checked, self.result.interval)
+            validate_bars(
+                bars if self.last is None else pl.concat([self.last, bars]), self.result.interval
+            )
         except SchemaErrors as error:
             cases = self.result.invalid.get(self.timestamp)
             found = error.failure_cases
@@ -309,9 +319,13 @@ class _IntervalFile:
             self.active = pl.concat([self.active, _first_active(bars, wanted, fallback=False)])
         self.last, self.rows = bars.tail(1), self.rows + bars.height
 
+    def close(self) -> None:
+        """Check and write the last part: the interval's bars are all in."""
+        self._part(pl.concat(self.pending) if self.pending else pl.DataFrame(schema=BAR_SCHEMA))
+        self.file.close()
+
     def finish(self, totals: dict[str, Any], staging: Staging) -> None:
         """Reconcile the month's bars with the source's totals; stage the file if all passed."""
-        self.file.close()
         passed, found = reconcile(pl.concat(self.sums), totals)
         self.result.reconciliation[self.timestamp] = found
         if not passed:
@@ -358,8 +372,9 @@ def _bars_of_source(
             for interval, bars in engine.bars_before(sealed, at_least=PART_BARS):
                 files[interval].add(bars)
     state = engine.carry()
-    for interval, bars in engine.iter_bars():
+    for interval, bars in engine.iter_bars():  # the rest, one interval at a time
         files[interval].add(bars)
+        files[interval].close()
     sources = pl.concat([pl.scan_parquet(trades_path), spill_in.lazy()])
     totals = source_totals(sources, start, end, timestamp)
     for file in files.values():

@@ -162,37 +162,30 @@ def write_parquet_file(
 
 
 class ParquetParts:
-    """A Parquet file written a part at a time, as :func:`write_parquet_file` writes a frame
-    (zstd, column statistics): parts are gathered into row groups of at least ``group_rows``
-    rows, so only one row group's parts are held at a time."""
+    """A Parquet file written a row group at a time, as :func:`write_parquet_file` writes a
+    frame (zstd, column statistics); a context manager that finishes the file."""
 
-    def __init__(self, path: Path, schema: dict[str, pl.DataType], group_rows: int) -> None:
+    def __init__(self, path: Path, schema: dict[str, pl.DataType]) -> None:
         self.path = path
         self.schema = pl.DataFrame(schema=schema).to_arrow().schema
-        self.group_rows = group_rows
         self.writer = pq.ParquetWriter(
             str(path), self.schema, compression="zstd", write_statistics=True
         )
-        self.pending: list[pl.DataFrame] = []
-        self.rows = 0  # in ``pending``
 
     def write(self, frame: pl.DataFrame) -> None:
-        """Append ``frame`` (the file's columns, in order) after the parts before it."""
-        self.pending.append(frame)
-        self.rows += frame.height
-        if self.rows >= self.group_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.rows:
-            table = pl.concat(self.pending).to_arrow().cast(self.schema)
-            self.writer.write_table(table, row_group_size=table.num_rows)
-        self.pending, self.rows = [], 0
+        """Append ``frame`` (the file's columns, in order) as one row group."""
+        if frame.height:
+            self.writer.write_table(frame.to_arrow().cast(self.schema), row_group_size=frame.height)
 
     def close(self) -> None:
-        """Write what is pending and finish the file."""
-        self._flush()
+        """Finish the file."""
         self.writer.close()
+
+    def __enter__(self) -> ParquetParts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def file_digest(path: Path) -> tuple[int, str]:
