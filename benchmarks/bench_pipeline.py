@@ -65,7 +65,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("BENCH_PIPELINE_ROOT") or Path(__file__).resolve().parents[1])
 BENCH_DIR = ROOT / "data" / "bench" / "pipeline"
 SCRIPT = str(Path(__file__).resolve())
 PYTHON = sys.executable
@@ -718,6 +718,9 @@ def run(
     head = _git("rev-parse", commit)
     src, code_env = snapshot(out_dir, head)
     sys.path.insert(0, str(src))
+    global SCRIPT  # noqa: PLW0603  (the run's children run a copy: edits meanwhile change nothing)
+    SCRIPT = shutil.copy(__file__, out_dir / "bench_pipeline.py")
+    code_env["BENCH_PIPELINE_ROOT"] = str(ROOT)
     (out_dir / "logs").mkdir(parents=True)
     home = new_home(out_dir / "dagster_home")
     store = out_dir / "store"
