@@ -243,22 +243,26 @@ def _carried_state(
 
 def _chunks(
     path: Path, rows: int, timestamp: str, spill: pl.DataFrame, span: tuple[datetime, datetime]
-) -> Iterator[tuple[pl.LazyFrame, datetime | None]]:
+) -> Iterator[tuple[pl.LazyFrame, list[datetime]]]:
     """The trades of a month's file (and those ``spill`` carries in) in the time order of
     ``timestamp``: those before the month first (history), then the month's whole when small,
-    else one UTC day at a time; each with the time before which no trade follows (None: not
-    yet). Lazy: only the columns the engine reads are read."""
+    else one UTC day at a time; each with the UTC midnights before which no trade follows (the
+    days whose bars can be made). Lazy: only the columns the engine reads are read."""
     start, end = span
     column = pl.col(TIMESTAMP_COLUMNS[timestamp])
     scan = pl.scan_parquet(path)
     if spill.height:
         scan = pl.concat([scan, spill.lazy()])
-    yield scan.filter(column.is_null() | (column < start)), None  # nulls: the engine refuses them
-    edges = [start, end]
-    while rows > CHUNK_ROWS and edges[-2] + timedelta(days=1) < end:
-        edges.insert(-1, edges[-2] + timedelta(days=1))
+    yield scan.filter(column.is_null() | (column < start)), []  # nulls: the engine refuses them
+    days = [start]
+    while days[-1] < end:
+        days.append(min(days[-1] + timedelta(days=1), end))
+    edges = days if rows > CHUNK_ROWS else [start, end]
     for low, high in itertools.pairwise(edges):
-        yield scan.filter(column.is_between(low, high, closed="left")), high
+        yield (
+            scan.filter(column.is_between(low, high, closed="left")),
+            [day for day in days if low < day <= high],
+        )
 
 
 def _first_active(bars: pl.DataFrame, rows: int = 5, *, fallback: bool = True) -> pl.DataFrame:
@@ -366,10 +370,10 @@ def _bars_of_source(
         engine.seed(carried.engines[timestamp])
         spill_in = carried.spill if timestamp == "true" else spill_in
     files = {i: _IntervalFile(result, timestamp, workdir) for i, result in results.items()}
-    for chunk, sealed in _chunks(trades_path, trades_rows, timestamp, spill_in, span):
+    for chunk, days in _chunks(trades_path, trades_rows, timestamp, spill_in, span):
         engine.add(chunk)
-        if sealed is not None:
-            for interval, bars in engine.bars_before(sealed, at_least=PART_BARS):
+        for day in days:
+            for interval, bars in engine.bars_before(day, at_least=PART_BARS):
                 files[interval].add(bars)
     state = engine.carry()
     for interval, bars in engine.iter_bars():  # the rest, one interval at a time
