@@ -9,7 +9,7 @@ a notebook::
 * :func:`publish_trades` ingests the month's archive into a local Parquet file (streamed, a day
   at a time), validates it a row group at a time, grades the upstream defects (one-sided days,
   days missing inside a finished month) and publishes it only when they pass.
-* :func:`publish_flow` reads that file a day at a time into one :class:`FlowBarsEngine` per
+* :func:`publish_flow` reads that file a few hours at a time into one :class:`FlowBarsEngine` per
   timestamp source, seeded with the *carried state* the previous month published (the last
   ``W + k + 1`` bars with trades per interval, and for arrival time the trades that arrive
   after the month). Each day's bars are made once the day's trades are in, validated and
@@ -49,9 +49,12 @@ CODE_VERSION = "flow-bars-2"
 STATE_FILE = "state"
 SPILL_FILE = "spill"
 TRADES_FILE = "trades"
-CHUNK_ROWS = 2_000_000  # a month of more trades than this is read one UTC day at a time
+CHUNK_ROWS = 2_000_000  # a month of more trades than this is read CHUNK_SPAN at a time
+# 4 hours: a whole number of bars of every interval up to 4h (the same partials as a day's), and
+# a sixth of a busy day's trades in memory (~35 MB at 5M trades a day)
+CHUNK_SPAN = timedelta(hours=4)
 PART_BARS = 10_000  # an interval's bars are made (checked, written) once this many are due
-PART_GROUP_ROWS = 262_144  # bars validated and written at a time (~3 days of 1s bars)
+PART_GROUP_ROWS = 86_400  # bars validated and written at a time (a day of 1s bars)
 PREVIEW_ROWS = 5
 _RECONCILED = ("taker_buy_count", "taker_sell_count", "taker_buy_volume", "taker_sell_volume")
 
@@ -246,7 +249,7 @@ def _chunks(
 ) -> Iterator[tuple[pl.LazyFrame, list[datetime]]]:
     """The trades of a month's file (and those ``spill`` carries in) in the time order of
     ``timestamp``: those before the month first (history), then the month's whole when small,
-    else one UTC day at a time; each with the UTC midnights before which no trade follows (the
+    else ``CHUNK_SPAN`` at a time; each with the UTC midnights before which no trade follows (the
     days whose bars can be made). Lazy: only the columns the engine reads are read."""
     start, end = span
     column = pl.col(TIMESTAMP_COLUMNS[timestamp])
@@ -257,7 +260,9 @@ def _chunks(
     days = [start]
     while days[-1] < end:
         days.append(min(days[-1] + timedelta(days=1), end))
-    edges = days if rows > CHUNK_ROWS else [start, end]
+    edges = [start, end]
+    while rows > CHUNK_ROWS and edges[-2] + CHUNK_SPAN < end:
+        edges.insert(-1, edges[-2] + CHUNK_SPAN)
     for low, high in itertools.pairwise(edges):
         yield (
             scan.filter(column.is_between(low, high, closed="left")),
@@ -354,7 +359,7 @@ def _bars_of_source(
     results: dict[str, IntervalResult],
     workdir: Path,
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, int]:
-    """Bin one timestamp source a day at a time, checking and writing each day's bars as they
+    """Bin one timestamp source a few hours at a time, checking and writing each day's bars as they
     are made (a day's bars in memory, not a month's); stage them; return its carry."""
     start, end = span
     engine = FlowBarsEngine(
