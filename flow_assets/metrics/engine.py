@@ -314,10 +314,12 @@ def flow_field_exprs() -> list[pl.Expr]:
 
 
 class FlowBarsEngine:
-    """Accumulates trades chunk by chunk (any order, any size) and returns the bars at the end.
+    """Accumulates trades chunk by chunk (any order, any size) and returns the bars at the end,
+    or, with trades fed in time order, part by part as they are done (:meth:`bars_before`).
 
-    Memory is bounded by one chunk of trades plus the finest interval's bars over
-    ``[start, end)``: trades are never kept, only per-bar partials.
+    Memory is bounded by one chunk of trades plus the finest interval's partials and bars over
+    ``[start, end)`` (over the part, with :meth:`bars_before`): trades are never kept, only
+    per-bar partials.
     """
 
     def __init__(
