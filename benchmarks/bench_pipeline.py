@@ -47,6 +47,7 @@ so the wrapper that launches Dagster stays small (its own memory is not in the f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -54,15 +55,17 @@ import os
 import platform
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("BENCH_PIPELINE_ROOT") or Path(__file__).resolve().parents[1])
 BENCH_DIR = ROOT / "data" / "bench" / "pipeline"
 SCRIPT = str(Path(__file__).resolve())
 PYTHON = sys.executable
@@ -650,8 +653,61 @@ def snapshot(out_dir: Path, commit: str) -> tuple[Path, dict[str, str]]:
     return src, env
 
 
+FLOOR_DEFINITION = (
+    "floor: the monthly zip unzipped to disk (streamed, 4 MiB copies) then pl.read_csv of the CSV"
+    " (7 typed columns), one fresh process; strict floor: inflate to /dev/null + the same read_csv"
+)
+SERVERS = {
+    "archive": "ArchiveServer (threaded; hashes each file (MD5 ETag) before sending it)",
+    "plain": "python -m http.server --bind 127.0.0.1 (ThreadingHTTPServer, HTTP/1.0, no ETag)",
+}
+INSTANCES = {
+    "run": "one DAGSTER_HOME for the run's months (fresh at the run's start)",
+    "fresh": "a fresh DAGSTER_HOME for every month (instruments synced first)",
+}
+
+
+@contextlib.contextmanager
+def serve(root: Path, kind: str) -> Iterator[str]:
+    """The archive under ``root`` on 127.0.0.1: ``archive`` (the repo's ArchiveServer, in this
+    process) or ``plain`` (``python -m http.server`` in a child process); yields its URL."""
+    if kind == "archive":
+        from flow_assets.sources.mirror import ArchiveServer  # noqa: PLC0415
+
+        with ArchiveServer(root) as server:
+            yield server.url
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def new_home(folder: Path) -> Path:
+    """A fresh Dagster instance folder with the repo's ``dagster.yaml``."""
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", folder / "dagster.yaml")
+    return folder
+
+
 def run(
-    scale: float, seed: int, only: set[str] | None, tag: str | None, commit: str = "HEAD"
+    scale: float,
+    seed: int,
+    only: set[str] | None,
+    tag: str | None,
+    commit: str = "HEAD",
+    server_kind: str = "archive",
+    instance: str = "run",
 ) -> dict:
     """Floor then pipeline for each month, in order; the results (also written as JSON)."""
     root = archive_root(scale, seed)
@@ -662,12 +718,11 @@ def run(
     head = _git("rev-parse", commit)
     src, code_env = snapshot(out_dir, head)
     sys.path.insert(0, str(src))
-    from flow_assets.sources.mirror import ArchiveServer  # noqa: PLC0415
-
+    global SCRIPT  # noqa: PLW0603  (the run's children run a copy: edits meanwhile change nothing)
+    SCRIPT = shutil.copy(__file__, out_dir / "bench_pipeline.py")
+    code_env["BENCH_PIPELINE_ROOT"] = str(ROOT)
     (out_dir / "logs").mkdir(parents=True)
-    home = out_dir / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = new_home(out_dir / "dagster_home")
     store = out_dir / "store"
     store.mkdir()
     instruments = out_dir / "instruments.yaml"
@@ -690,21 +745,32 @@ def run(
         "shim_present": "TEMPORARY SHIM"
         in (src / "flow_assets/orchestration/resources.py").read_text(),
         "machine": machine(),
+        "conditions": {
+            "floor": FLOOR_DEFINITION,
+            "server": f"{server_kind}: {SERVERS[server_kind]}",
+            "instance": f"{instance}: {INSTANCES[instance]}",
+            "load": "1-minute load average sampled every second of each measurement (loadavg_1m)"
+            " and the CPU seconds the rest of the machine used meanwhile (others_cpu_s)",
+            "commit": f"flow_assets of {head}",
+        },
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "months": {},
     }
     json_path = BENCH_DIR / f"results-{name}.json"
-    with ArchiveServer(root) as server:
+    with serve(root, server_kind) as url:
         env = {
             **code_env,
             "DAGSTER_HOME": str(home),
             "FLOW_ASSETS_STORAGE_URL": str(store),
-            "FLOW_ASSETS_BINANCE_URL": server.url,
+            "FLOW_ASSETS_BINANCE_URL": url,
             "FLOW_ASSETS_INSTRUMENTS": str(instruments),
             "PYTHONUNBUFFERED": "1",
         }
         sync_instruments(env, src)
         for spec in months:
+            if instance == "fresh" and spec is not months[0]:
+                env["DAGSTER_HOME"] = str(new_home(out_dir / f"dagster_home-{spec.label}"))
+                sync_instruments(env, src)
             zip_path = monthly_folder(root) / spec.zip_name
             row: dict = {
                 "label": spec.label,
@@ -714,6 +780,7 @@ def run(
                 "trades": facts[spec.label]["trades"],
                 "zip_mib": facts[spec.label]["zip_bytes"] / MiB,
                 "csv_mib": facts[spec.label]["csv_bytes"] / MiB,
+                "dagster_home": env["DAGSTER_HOME"],
             }
             print(f"[{_now()}] {spec.label} {spec.period}: floor ...", flush=True)
             floor = _child_json(
@@ -752,12 +819,15 @@ def run(
                     flush=True,
                 )
             json_path.write_text(json.dumps(results, indent=1, default=str))
-        done = {
-            label: (row["partition"], row["month"] + "-01", row["pipeline"]["t0_epoch"])
-            for label, row in results["months"].items()
-            if row["pipeline"]["returncode"] == 0
-        }
-        collected = _child_json(["collect", json.dumps(done)], env, src)
+        collected = {}
+        for dagster_home in {row["dagster_home"] for row in results["months"].values()}:
+            done = {
+                label: (row["partition"], row["month"] + "-01", row["pipeline"]["t0_epoch"])
+                for label, row in results["months"].items()
+                if row["pipeline"]["returncode"] == 0 and row["dagster_home"] == dagster_home
+            }
+            at_home = {**env, "DAGSTER_HOME": dagster_home}
+            collected |= _child_json(["collect", json.dumps(done)], at_home, src)
     for label, row in results["months"].items():
         row["pipeline"].update(collected.get(label, {}))
         row["checks"] = _checks(row)
@@ -1012,6 +1082,8 @@ def print_table(results: dict) -> None:
         f"machine: {results['machine']}  commit {results['commit'][:10]}"
         f"  scale {results['scale']:g}  shim present: {results['shim_present']}"
     )
+    for key, value in results.get("conditions", {}).items():
+        print(f"  {key}: {value}")
     head = (
         f"{'month':<5} {'trades':>12} {'zip MiB':>8} {'floor s':>8} {'pipe s':>8} {'ratio':>6} "
         f"{'cpu f/p s':>9} {'cpu rat':>7} "
@@ -1192,6 +1264,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--only", default=None, help="comma-separated labels: W1,W2,W4,M,M+1")
             p.add_argument("--tag", default=None, help="name of the run folder and results JSON")
             p.add_argument("--commit", default="HEAD", help="the commit whose code is measured")
+            p.add_argument("--server", default="archive", choices=sorted(SERVERS))
+            p.add_argument("--instance", default="run", choices=sorted(INSTANCES))
     p = sub.add_parser("report", help="medians over several results JSONs")
     p.add_argument("results", nargs="+", type=Path)
     p = sub.add_parser("profile", help="one month under py-spy (optional)")
@@ -1221,7 +1295,7 @@ def main(argv: list[str] | None = None) -> None:
             cmd = [PYTHON, __file__, "generate", "--scale", f"{ns.scale:g}", "--seed", str(ns.seed)]
             subprocess.run(cmd, check=True, cwd=ROOT)
         only = set(ns.only.split(",")) if ns.only else None
-        run(ns.scale, ns.seed, only, ns.tag, ns.commit)
+        run(ns.scale, ns.seed, only, ns.tag, ns.commit, ns.server, ns.instance)
     elif ns.command == "report":
         report(ns.results)
     elif ns.command == "profile":

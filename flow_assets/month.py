@@ -7,21 +7,23 @@ a notebook::
     flow = publish_flow(store, "binance-futures", symbol, month, ("exchange",))
 
 * :func:`publish_trades` ingests the month's archive into a local Parquet file (streamed, a day
-  at a time), validates it day by day, grades the upstream defects (one-sided days, days missing
-  inside a finished month) and publishes it only when they pass.
-* :func:`publish_flow` reads that file a day at a time into one :class:`FlowBarsEngine` per
+  at a time), validates it a row group at a time, grades the upstream defects (one-sided days,
+  days missing inside a finished month) and publishes it only when they pass.
+* :func:`publish_flow` reads that file a few hours at a time into one :class:`FlowBarsEngine` per
   timestamp source, seeded with the *carried state* the previous month published (the last
   ``W + k + 1`` bars with trades per interval, and for arrival time the trades that arrive
-  after the month), then validates, reconciles and stages the bars interval by interval, and
-  commits the bars and the state for the next month as one unit. A check that fails publishes
-  nothing.
+  after the month). Each day's bars are made once the day's trades are in, validated and
+  appended to their interval's file; the totals are reconciled at the end; the bars and the
+  state for the next month are committed as one unit. A check that fails publishes nothing.
 
-Memory is bounded by one day of trades plus one engine's partials and one interval's bars.
+Memory is bounded by one day of trades (the columns the engine reads), one day's partials and
+one day's bars (the coarser intervals' few bars wait for the month's end, see ``PART_BARS``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,22 +33,30 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
 from flow_assets.metrics import ALL_INTERVALS, FlowBarsEngine
 from flow_assets.metrics.engine import state_from_frame, state_to_frame
-from flow_assets.metrics.schema import TIMESTAMP_COLUMNS, TRADE_SCHEMA
+from flow_assets.metrics.schema import BAR_SCHEMA, TIMESTAMP_COLUMNS, TRADE_SCHEMA
 from flow_assets.publish import Manifest, Staging, flow_file, read_manifest
 from flow_assets.quality import reconcile, source_totals, upstream_defects
 from flow_assets.sources.report import FetchReport, month_bounds, utc_midnight
-from flow_assets.store import ObjectStore
+from flow_assets.store import ObjectStore, ParquetParts
 from flow_assets.validation import validate_bars, validate_trades
 
 CODE_VERSION = "flow-bars-2"
 STATE_FILE = "state"
 SPILL_FILE = "spill"
 TRADES_FILE = "trades"
-CHUNK_ROWS = 2_000_000  # a month of more trades than this is read one UTC day at a time
+CHUNK_ROWS = 2_000_000  # a month of more trades than this is read CHUNK_SPAN at a time
+# 4 hours: a whole number of bars of every interval up to 4h (the same partials as a day's), and
+# a sixth of a busy day's trades in memory (~35 MB at 5M trades a day)
+CHUNK_SPAN = timedelta(hours=4)
+PART_BARS = 10_000  # an interval's bars are made (checked, written) once this many are due
+PART_GROUP_ROWS = 86_400  # bars validated and written at a time (a day of 1s bars)
+PREVIEW_ROWS = 5
+_RECONCILED = ("taker_buy_count", "taker_sell_count", "taker_buy_volume", "taker_sell_volume")
 
 Log = Callable[[str], None]
 
@@ -96,14 +106,14 @@ class TradesOutcome:
         return self.manifest is not None
 
 
-def _days(path: Path, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
-    """The trades of a sorted month file in ``[start, end)``, one UTC day at a time."""
-    scan = pl.scan_parquet(path)
-    day = start
-    while day < end:
-        following = min(day + timedelta(days=1), end)
-        yield scan.filter(pl.col("exchange_ts").is_between(day, following, closed="left")).collect()
-        day = following
+def _row_groups(path: Path) -> Iterator[pl.DataFrame]:
+    """The trades of a month file one row group (at most a day, ``ROW_GROUP_ROWS``) at a time."""
+    file = pq.ParquetFile(path)
+    try:
+        for group in range(file.num_row_groups):
+            yield pl.from_arrow(file.read_row_group(group))  # type: ignore[misc]
+    finally:
+        file.close()
 
 
 def publish_trades(
@@ -118,16 +128,16 @@ def publish_trades(
     """Ingest a month with ``ingest(dest)``, grade it, and publish it when nothing blocks it.
 
     ``ingest`` writes the month's normalized, sorted trades to ``dest`` and returns the fetch
-    report (see :func:`flow_assets.sources.ingest_month`). Days are validated with pandera one
-    at a time; a one-sided day or a day missing inside a finished month blocks publication.
+    report (see :func:`flow_assets.sources.ingest_month`). Row groups (at most a day each) are
+    validated with pandera one at a time; a one-sided day or a day missing inside a finished
+    month blocks publication.
     """
     with tempfile.TemporaryDirectory(prefix="flow-assets-trades-") as tmp:
         path = Path(tmp) / "trades.parquet"
         report = ingest(path).to_metadata()
-        start, end = month_bounds(month)
         rows = 0
-        for day in _days(path, start, end):
-            rows += validate_trades(day).height
+        for group in _row_groups(path):  # row by row checks: a row group at a time is the same
+            rows += validate_trades(group).height
         log(f"{exchange}:{symbol} {month:%Y-%m}: {rows} trades validated")
         severity, findings = upstream_defects(pl.scan_parquet(path), report)
         source_version = _version(
@@ -234,33 +244,108 @@ def _carried_state(
     return CarriedState(engines, spill, meta["data_version"]), history
 
 
-def _chunks(path: Path, rows: int, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
-    """The month's trades in ``[start, end)``: whole when small, else one UTC day at a time."""
-    if rows <= CHUNK_ROWS:
-        scan = pl.scan_parquet(path)
-        yield scan.filter(pl.col("exchange_ts").is_between(start, end, closed="left")).collect()
-    else:
-        yield from _days(path, start, end)
+def _chunks(
+    path: Path, rows: int, timestamp: str, spill: pl.DataFrame, span: tuple[datetime, datetime]
+) -> Iterator[tuple[pl.LazyFrame, list[datetime]]]:
+    """The trades of a month's file (and those ``spill`` carries in) in the time order of
+    ``timestamp``: those before the month first (history), then the month's whole when small,
+    else ``CHUNK_SPAN`` at a time; each with the UTC midnights before which no trade follows (the
+    days whose bars can be made). Lazy: only the columns the engine reads are read."""
+    start, end = span
+    column = pl.col(TIMESTAMP_COLUMNS[timestamp])
+    scan = pl.scan_parquet(path)
+    if spill.height:
+        scan = pl.concat([scan, spill.lazy()])
+    yield scan.filter(column.is_null() | (column < start)), []  # nulls: the engine refuses them
+    days = [start]
+    while days[-1] < end:
+        days.append(min(days[-1] + timedelta(days=1), end))
+    edges = [start, end]
+    while rows > CHUNK_ROWS and edges[-2] + CHUNK_SPAN < end:
+        edges.insert(-1, edges[-2] + CHUNK_SPAN)
+    for low, high in itertools.pairwise(edges):
+        yield (
+            scan.filter(column.is_between(low, high, closed="left")),
+            [day for day in days if low < day <= high],
+        )
 
 
-def _first_active(bars: pl.DataFrame, rows: int = 5) -> pl.DataFrame:
-    """The first bars that have trades (or the first bars), for a preview."""
+def _first_active(bars: pl.DataFrame, rows: int = 5, *, fallback: bool = True) -> pl.DataFrame:
+    """The first bars that have trades (or, with ``fallback``, the first bars), for a preview."""
     has_trades = (pl.col("taker_buy_count") + pl.col("taker_sell_count")) > 0
     active = bars.lazy().filter(has_trades).head(rows).collect()  # not a filtered copy first
-    return active if active.height else bars.head(rows)
+    return active if active.height or not fallback else bars.head(rows)
 
 
-def _check_interval(
-    result: IntervalResult, timestamp: str, bars: pl.DataFrame, totals: dict[str, Any]
-) -> None:
-    """Validate one interval's bars (pandera) and reconcile them with the source totals."""
-    try:
-        validate_bars(bars, result.interval)
-    except SchemaErrors as error:
-        result.invalid[timestamp] = error.failure_cases
-    passed, result.reconciliation[timestamp] = reconcile(bars, totals)
-    if not passed:
-        result.unreconciled.append(timestamp)
+class _IntervalFile:
+    """One interval's bars of one timestamp source, checked and written a part at a time.
+
+    Bars come a few days at a time and are gathered into parts of about ``PART_GROUP_ROWS``
+    bars. Each part is validated (pandera) with the last bar before it, so the spacing is
+    checked across parts too, then written as a row group; the bars' totals are summed part by
+    part for the reconciliation with the source's. Once a part fails validation no more is
+    written, and the file is staged only when every part passed and the totals reconcile
+    (:meth:`finish`).
+    """
+
+    def __init__(self, result: IntervalResult, timestamp: str, workdir: Path) -> None:
+        self.result, self.timestamp = result, timestamp
+        self.path = workdir / f"{timestamp}-{result.interval}.parquet"
+        self.file = ParquetParts(self.path, BAR_SCHEMA)
+        self.pending: list[pl.DataFrame] = []
+        self.last: pl.DataFrame | None = None  # the last bar of the parts before
+        self.sums: list[pl.DataFrame] = []
+        self.rows = 0
+        self.head = pl.DataFrame(schema=BAR_SCHEMA)  # the first bars, and the first with trades
+        self.active = pl.DataFrame(schema=BAR_SCHEMA)
+
+    def add(self, bars: pl.DataFrame) -> None:
+        """The next bars of the interval, following the last ones."""
+        self.pending.append(bars)
+        if sum(p.height for p in self.pending) >= PART_GROUP_ROWS:
+            self._part(pl.concat(self.pending))
+
+    def _part(self, bars: pl.DataFrame) -> None:
+        self.pending = []
+        if not bars.height:
+            return
+        try:
+            validate_bars(
+                bars if self.last is None else pl.concat([self.last, bars]), self.result.interval
+            )
+        except SchemaErrors as error:
+            cases = self.result.invalid.get(self.timestamp)
+            found = error.failure_cases
+            self.result.invalid[self.timestamp] = (
+                found if cases is None else pl.concat([cases, found], how="diagonal_relaxed")
+            )
+        if self.timestamp not in self.result.invalid:
+            self.file.write(bars)
+        self.sums.append(bars.select(*_RECONCILED))
+        self.head = pl.concat([self.head, bars.head(PREVIEW_ROWS - self.head.height)])
+        wanted = PREVIEW_ROWS - self.active.height
+        if wanted:
+            self.active = pl.concat([self.active, _first_active(bars, wanted, fallback=False)])
+        self.last, self.rows = bars.tail(1), self.rows + bars.height
+
+    def close(self) -> None:
+        """Check and write the last part: the interval's bars are all in."""
+        self._part(pl.concat(self.pending) if self.pending else pl.DataFrame(schema=BAR_SCHEMA))
+        self.file.close()
+
+    def finish(self, totals: dict[str, Any], staging: Staging) -> None:
+        """Reconcile the month's bars with the source's totals; stage the file if all passed."""
+        passed, found = reconcile(pl.concat(self.sums), totals)
+        self.result.reconciliation[self.timestamp] = found
+        if not passed:
+            self.result.unreconciled.append(self.timestamp)
+        if self.result.passed:
+            name = flow_file(self.timestamp, self.result.interval)
+            self.result.keys[self.timestamp] = staging.put_file(name, self.path).key
+        self.path.unlink(missing_ok=True)
+        self.result.rows[self.timestamp] = self.rows
+        if self.timestamp == "exchange":
+            self.result.preview = self.active if self.active.height else self.head
 
 
 def _bars_of_source(
@@ -274,7 +359,8 @@ def _bars_of_source(
     results: dict[str, IntervalResult],
     workdir: Path,
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, int]:
-    """Bin one timestamp source, stage its bars interval by interval; return its carry."""
+    """Bin one timestamp source a few hours at a time, checking and writing each day's bars as they
+    are made (a day's bars in memory, not a month's); stage them; return its carry."""
     start, end = span
     engine = FlowBarsEngine(
         start,
@@ -288,26 +374,23 @@ def _bars_of_source(
     if carried is not None and timestamp in carried.engines:
         engine.seed(carried.engines[timestamp])
         spill_in = carried.spill if timestamp == "true" else spill_in
-    for chunk in _chunks(trades_path, trades_rows, start, end):
+    files = {i: _IntervalFile(result, timestamp, workdir) for i, result in results.items()}
+    for chunk, days in _chunks(trades_path, trades_rows, timestamp, spill_in, span):
         engine.add(chunk)
-    if spill_in.height:
-        engine.add(spill_in)
+        for day in days:
+            for interval, bars in engine.bars_before(day, at_least=PART_BARS):
+                files[interval].add(bars)
+    state = engine.carry()
+    for interval, bars in engine.iter_bars():  # the rest, one interval at a time
+        files[interval].add(bars)
+        files[interval].close()
     sources = pl.concat([pl.scan_parquet(trades_path), spill_in.lazy()])
     totals = source_totals(sources, start, end, timestamp)
+    for file in files.values():
+        file.finish(totals, staging)
     spill_out = pl.DataFrame(schema=TRADE_SCHEMA)
     if timestamp == "true":  # trades of this file (or carried in) that arrive after the month
         spill_out = sources.filter(pl.col(TIMESTAMP_COLUMNS["true"]) >= end).collect()
-    state = engine.carry()
-    for interval, bars in engine.iter_bars():
-        result = results[interval]
-        _check_interval(result, timestamp, bars, totals)
-        if result.passed:
-            staged = staging.write_parquet(flow_file(timestamp, interval), bars, workdir)
-            result.keys[timestamp] = staged.key
-        result.rows[timestamp] = bars.height
-        if timestamp == "exchange":
-            result.preview = _first_active(bars)
-        del bars  # before the next interval is made: one interval's bars at a time
     return state, spill_out, int(totals["trades"])
 
 

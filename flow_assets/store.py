@@ -161,6 +161,33 @@ def write_parquet_file(
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 
+class ParquetParts:
+    """A Parquet file written a row group at a time, as :func:`write_parquet_file` writes a
+    frame (zstd, column statistics); a context manager that finishes the file."""
+
+    def __init__(self, path: Path, schema: dict[str, pl.DataType]) -> None:
+        self.path = path
+        self.schema = pl.DataFrame(schema=schema).to_arrow().schema
+        self.writer = pq.ParquetWriter(
+            str(path), self.schema, compression="zstd", write_statistics=True
+        )
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """Append ``frame`` (the file's columns, in order) as one row group."""
+        if frame.height:
+            self.writer.write_table(frame.to_arrow().cast(self.schema), row_group_size=frame.height)
+
+    def close(self) -> None:
+        """Finish the file."""
+        self.writer.close()
+
+    def __enter__(self) -> ParquetParts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def file_digest(path: Path) -> tuple[int, str]:
     """Size in bytes and SHA-256 (hex) of a local file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

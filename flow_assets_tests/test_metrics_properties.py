@@ -14,6 +14,7 @@ import random
 from datetime import datetime, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -144,6 +145,40 @@ def test_chunked_equals_unchunked(trades, cuts, seed) -> None:
     chunked = flow_bars_all(iter(chunks), DAY, end, window=4, horizon=2)
     for interval in ALL_INTERVALS:
         assert_frame_equal(chunked[interval], whole[interval], check_exact=True)
+
+
+@settings(PROPERTY_SETTINGS, max_examples=15)
+@given(
+    trades=trade_sets(DAY - timedelta(hours=1), timedelta(hours=26)),
+    cuts=st.lists(st.integers(1, 24 * 60), min_size=1, max_size=5, unique=True),
+    at_least=st.sampled_from([1, 3, 100]),
+)
+def test_bars_made_piece_by_piece_equal_the_whole(trades, cuts, at_least) -> None:
+    """Trades fed in time order, bars taken after each cut (bars_before), then the rest: the
+    same bars, bit for bit, as at once; a trade before a cut already made is refused."""
+    end = DAY + timedelta(days=1)
+    whole = flow_bars_all(trades, DAY, end, window=4, horizon=2)
+    engine = FlowBarsEngine(DAY, end, window=4, horizon=2)
+    made: dict[str, list[pl.DataFrame]] = {i: [] for i in ALL_INTERVALS}
+    low = None
+    for minutes in sorted(cuts):
+        cut = DAY + timedelta(minutes=minutes)
+        inside = pl.col("exchange_ts") < cut
+        if low is not None:
+            inside &= pl.col("exchange_ts") >= low
+        engine.add(trades.filter(inside))
+        for interval, bars in engine.bars_before(cut, at_least=at_least):
+            made[interval].append(bars)
+        low = cut
+    early = trades.filter(pl.col("exchange_ts") < low)
+    if early.height:
+        with pytest.raises(ValueError, match="came after the bars before"):
+            engine.add(early.tail(1))
+    engine.add(trades.filter(pl.col("exchange_ts") >= low))
+    for interval, bars in engine.iter_bars():
+        made[interval].append(bars)
+    for interval in ALL_INTERVALS:
+        assert_frame_equal(pl.concat(made[interval]), whole[interval], check_exact=True)
 
 
 @settings(PROPERTY_SETTINGS, max_examples=10)

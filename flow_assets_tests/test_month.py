@@ -225,18 +225,23 @@ def test_every_file_of_a_published_month_is_in_its_manifest(store) -> None:
 
 
 def test_chunked_months_read_a_day_at_a_time_and_give_the_same_bars(store, monkeypatch) -> None:
+    """Bars made, checked and written a day at a time (every interval, each day its own part)
+    are the same files as those of the whole month at once."""
     trades = sparse_trades(MONTHS[0], date(2024, 3, 1))
     whole = [publish_month(store, trades, m).manifest for m in MONTHS[:2]]
     monkeypatch.setattr(month_mod, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(month_mod, "PART_BARS", 1)
+    monkeypatch.setattr(month_mod, "PART_GROUP_ROWS", 7)
     days = []
-    real_days = month_mod._days
+    real_chunks = month_mod._chunks
 
     def counted(*args):
-        for day in real_days(*args):
-            days.append(day.height)
-            yield day
+        for chunk, sealed in real_chunks(*args):
+            if sealed:  # a day's trades, then that day's bars
+                days.append(len(sealed))
+            yield chunk, sealed
 
-    monkeypatch.setattr(month_mod, "_days", counted)
+    monkeypatch.setattr(month_mod, "_chunks", counted)
     for month, before in zip(MONTHS[:2], whole, strict=True):
         publish_flow(store, EXCHANGE, SYMBOL, month, ("exchange",), intervals=FEW)
         for a, b in itertools.pairwise(
@@ -246,7 +251,7 @@ def test_chunked_months_read_a_day_at_a_time_and_give_the_same_bars(store, monke
                 assert_frame_equal(
                     store.read_parquet(a.key_of(name)), store.read_parquet(b.key_of(name))
                 )
-    assert len(days) == 31 + 29
+    assert days == [1] * (31 + 29)
 
 
 KILLED_RUN = """

@@ -61,6 +61,8 @@ _PARTIAL_SCHEMA: dict[str, pl.DataType] = {
 }
 
 _FLOAT_INPUTS = ("price", "base_qty", "notional")
+_SLICE_ROWS = 250_000  # trades binned at a time (their temporaries: ~35 MB)
+_HOUR_US = 3_600_000_000
 
 
 def to_utc_micros(moment: datetime | date) -> int:
@@ -154,7 +156,8 @@ def _normalized_chunk(trades: Trades, timestamp: str, end_us: int) -> pl.DataFra
         pl.col("is_taker_buy"),
     ).collect()
     _check_trade_values(frame, timestamp)
-    frame = frame.filter(pl.col("ts") < end_us)
+    if frame.height and frame["ts"].max() >= end_us:  # a filter copies the chunk: only if needed
+        frame = frame.filter(pl.col("ts") < end_us)
     if not _in_time_order(frame):
         frame = frame.sort("ts", "trade_id")
     return frame.set_sorted("ts")
@@ -203,6 +206,26 @@ def _trade_partials(trades: pl.DataFrame, width: int) -> pl.DataFrame:
         )
         .collect()
     )
+
+
+def _finest_partials(trades: pl.DataFrame, width: int) -> pl.DataFrame:
+    """:func:`_trade_partials` of sorted trades, binned in slices of whole hours (whole bars when
+    they are longer) of about ``_SLICE_ROWS`` trades: the same partials, with a slice's
+    per-trade temporaries in memory instead of the whole chunk's."""
+    if trades.height <= _SLICE_ROWS:
+        return _trade_partials(trades, width)
+    unit = max(width, _HOUR_US) if _HOUR_US % width == 0 or width % _HOUR_US == 0 else width
+    ts = trades["ts"].to_numpy()
+    edges = np.flatnonzero(np.diff(ts // unit)) + 1  # where a new hour (or bar) begins
+    cuts, last = [0], 0
+    for edge in edges.tolist():
+        if edge - last >= _SLICE_ROWS:
+            cuts.append(edge)
+            last = edge
+    cuts.append(trades.height)
+    return pl.concat(
+        [_trade_partials(trades.slice(a, b - a), width) for a, b in itertools.pairwise(cuts)]
+    ).set_sorted("bin")
 
 
 def _roll_up(partials: pl.DataFrame, width: int) -> pl.DataFrame:
@@ -291,10 +314,12 @@ def flow_field_exprs() -> list[pl.Expr]:
 
 
 class FlowBarsEngine:
-    """Accumulates trades chunk by chunk (any order, any size) and returns the bars at the end.
+    """Accumulates trades chunk by chunk (any order, any size) and returns the bars at the end,
+    or, with trades fed in time order, part by part as they are done (:meth:`bars_before`).
 
-    Memory is bounded by one chunk of trades plus the finest interval's bars over
-    ``[start, end)``: trades are never kept, only per-bar partials.
+    Memory is bounded by one chunk of trades plus the finest interval's partials and bars over
+    ``[start, end)`` (over the part, with :meth:`bars_before`): trades are never kept, only
+    per-bar partials.
     """
 
     def __init__(
@@ -333,7 +358,12 @@ class FlowBarsEngine:
         self.trades_in_range = 0
         self._history_bars = window + horizon
         self._current: dict[str, list[pl.DataFrame]] = {i: [] for i in self.intervals}
+        # per interval, the last ``window + horizon + 1`` bars with trades before the bars still
+        # to make: history before ``start``, then the bars already returned by :meth:`bars_before`
         self._history: dict[str, pl.DataFrame] = {}
+        self._made_until = dict.fromkeys(self.intervals, self.start_us)  # bars made before this
+        self._grid_start: dict[str, int] = {}  # where the dense grid of the whole period starts
+        self._sealed_us: int | None = None  # no trade before this may come any more
 
     @property
     def settings(self) -> dict[str, int | str]:
@@ -345,12 +375,17 @@ class FlowBarsEngine:
         chunk = _normalized_chunk(trades, self.timestamp, self.end_us)
         if not chunk.height:
             return
+        if self._sealed_us is not None and chunk["ts"][0] < self._sealed_us:
+            raise ValueError(
+                f"trades at {chunk['ts'][0]} µs came after the bars before {self._sealed_us} µs"
+                " were made (bars_before): feed the trades in time order"
+            )
         self.trades_in_range += int((chunk["ts"] >= self.start_us).sum())
         partials: pl.DataFrame | None = None
         for interval in self.intervals:
             width = interval_micros(interval)
             partials = (
-                _trade_partials(chunk, width) if partials is None else _roll_up(partials, width)
+                _finest_partials(chunk, width) if partials is None else _roll_up(partials, width)
             )
             current = partials.filter(pl.col("bin") >= self.start_us)
             if current.height:
@@ -364,6 +399,8 @@ class FlowBarsEngine:
 
     def seed(self, state: dict[str, pl.DataFrame]) -> None:
         """Take the carried state of the period before ``start`` (see :meth:`carry`)."""
+        if self._sealed_us is not None:
+            raise ValueError("seed the engine before any bars are made")
         for interval in self.intervals:
             partials = state.get(interval)
             if partials is None:
@@ -391,32 +428,82 @@ class FlowBarsEngine:
             carried[interval] = _merge_partials(parts).tail(keep)
         return carried
 
+    def bars_before(
+        self, cut: datetime | date, *, at_least: int = 1
+    ) -> Iterator[tuple[str, pl.DataFrame]]:
+        """``(interval, bars)`` not made yet that open before ``cut`` and end by it, finest
+        first: each interval's bars from where the last call stopped to ``cut`` rounded down to
+        the interval, for the intervals with at least ``at_least`` such bars (the others wait:
+        making a few bars at a time costs more than holding them).
+
+        The caller promises that no trade before ``cut`` comes any more (:meth:`add` refuses
+        one): feed the trades in time order, e.g. a UTC day at a time, and take each day's bars
+        after it, so only a day's bars are held at a time. The bars are the same, bit for bit,
+        as those of :meth:`iter_bars` without this call.
+        """
+        cut_us = min(to_utc_micros(cut), self.end_us)
+        self._sealed_us = max(cut_us, self._sealed_us or cut_us)
+        for interval in self.intervals:
+            width = interval_micros(interval)
+            stop = cut_us - cut_us % width
+            if stop - self._made_until[interval] >= max(at_least, 1) * width:
+                yield interval, self._bars_until(interval, stop)
+
     def iter_bars(self) -> Iterator[tuple[str, pl.DataFrame]]:
-        """``(interval, bars over [start, end))`` one interval at a time, finest first.
+        """``(interval, bars over [start, end))`` one interval at a time, finest first; after
+        :meth:`bars_before`, only the bars it has not returned.
 
         Each interval's partials are freed once its bars are made, so only one interval's bars
         need to be held at a time.
         """
+        self._sealed_us = self.end_us
         for interval in self.intervals:
-            yield interval, self._interval_bars(interval, self._current.pop(interval))
-            self._current[interval] = []
+            yield interval, self._bars_until(interval, self.end_us)
 
     def finish(self) -> dict[str, pl.DataFrame]:
         """The bars of every interval over ``[start, end)``, keyed by interval name."""
         return dict(self.iter_bars())
 
-    def _interval_bars(self, interval: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
-        """The bars of ``interval`` from its partials ``parts`` (emptied: memory goes as used)."""
-        width = interval_micros(interval)
+    def _bars_until(self, interval: str, stop: int) -> pl.DataFrame:
+        """The bars of ``interval`` from where they were last made to ``stop``; their partials
+        are freed and the last bars with trades kept as the next bars' history."""
+        parts = self._current[interval]
+        done = [p.filter(pl.col("bin") < stop) for p in parts]
+        self._current[interval] = [
+            rest for p in parts if (rest := p.filter(pl.col("bin") >= stop)).height
+        ]
+        parts.clear()
         history = self._history.get(interval, pl.DataFrame(schema=_PARTIAL_SCHEMA))
-        grid_start = self.start_us
-        if history.height:
-            grid_start = max(self.start_us - self._history_bars * width, history["bin"][0])
+        if interval not in self._grid_start:  # from the history before start, as it is now
+            grid_start = self.start_us
+            if history.height:
+                width = interval_micros(interval)
+                grid_start = max(self.start_us - self._history_bars * width, history["bin"][0])
+            self._grid_start[interval] = grid_start
+        made = _merge_partials(done)
+        del done
+        bars = self._interval_bars(interval, history, made, stop)
+        self._history[interval] = _merge_partials([history, made.tail(self._history_bars + 1)])
+        self._history[interval] = self._history[interval].tail(self._history_bars + 1)
+        self._made_until[interval] = stop
+        return bars
+
+    def _interval_bars(
+        self, interval: str, history: pl.DataFrame, made: pl.DataFrame, stop: int
+    ) -> pl.DataFrame:
+        """The bars of ``interval`` over ``[made until, stop)`` from the last bars with trades
+        before them (``history``) and their merged partials ``made``.
+
+        The dense grid starts ``window + horizon`` bars before the first bar made (never before
+        the whole period's grid start): all the rolling fields of these bars reach back to.
+        """
+        width = interval_micros(interval)
+        first = self._made_until[interval]
+        grid_start = max(first - self._history_bars * width, self._grid_start[interval])
         seed = history.filter(pl.col("bin") < grid_start)["close"]
         seed_close = seed[-1] if seed.len() else None
-        sparse = _merge_partials([history.filter(pl.col("bin") >= grid_start), *parts])
-        parts.clear()
-        grid = pl.DataFrame({"bin": pl.int_range(grid_start, self.end_us, width, eager=True)})
+        sparse = _merge_partials([history.filter(pl.col("bin") >= grid_start), made])
+        grid = pl.DataFrame({"bin": pl.int_range(grid_start, stop, width, eager=True)})
         dense = (
             grid.join(sparse, on="bin", how="left", maintain_order="left")
             .with_columns(
@@ -432,7 +519,7 @@ class FlowBarsEngine:
         dense = dense.with_columns(toxicity_score(dense, window=self.window, horizon=self.horizon))
         return (
             dense.lazy()
-            .filter(pl.col("bin") >= self.start_us)
+            .filter(pl.col("bin") >= first)
             .select(pl.col("bin").cast(pl.Datetime("us")).alias("time"), *flow_field_exprs())
             .cast(BAR_SCHEMA)
             .collect()
