@@ -19,7 +19,12 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
     "base_qty": pl.Float64(),  # base-asset quantity, > 0 (contracts already converted)
     "notional": pl.Float64(),  # quote-currency (USD) value, > 0
     "is_taker_buy": pl.Boolean(),  # the aggressor bought
+    # The exchange's underlying trades an aggregated record stands for (Binance aggTrades:
+    # first_trade_id..last_trade_id); null where the source has no such ids (one fill each).
+    "first_trade_id": pl.Int64(),
+    "last_trade_id": pl.Int64(),
 }
+FILL_ID_COLUMNS = ("first_trade_id", "last_trade_id")
 
 TIMESTAMP_COLUMNS = {"exchange": "exchange_ts", "true": "arrival_ts"}
 
@@ -85,6 +90,9 @@ TRADE_DESCRIPTIONS: dict[str, str] = {
     "base_qty": "Quantity in the base asset (contracts converted with the value in force).",
     "notional": "Value in the quote currency (USD or a USD stablecoin).",
     "is_taker_buy": "True when the aggressor (taker) bought.",
+    "first_trade_id": "First underlying exchange trade of an aggregated trade (Binance aggTrades); "
+    "null where the source records single fills.",
+    "last_trade_id": "Last underlying exchange trade of an aggregated trade; null as above.",
 }
 
 _HEADLINE_DESCRIPTIONS = {

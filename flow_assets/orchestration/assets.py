@@ -232,7 +232,7 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
         key=key,
         partitions_def=partitions.instrument_month,
         group_name=partitions.slug,
-        code_version="raw-trades-2",
+        code_version="raw-trades-3",
         pool=archive_pool(partitions.exchange),
         check_specs=[
             dg.AssetCheckSpec(

@@ -249,7 +249,17 @@ class BinanceCsv(CsvFormat):
             base_qty.alias("base_qty"),
             notional.alias("notional"),
             _taker_buy(raw, maker_col).alias("is_taker_buy"),
+            *self.fill_ids(raw),
         )
+
+    def fill_ids(self, raw: pl.DataFrame) -> list[pl.Expr]:
+        """``first_trade_id``/``last_trade_id``: an aggTrade's underlying trades; a ``trades``
+        row is one fill (its own id)."""
+        if self.fields == _FIELDS["aggTrades"]:
+            first, last = field(raw, 3, pl.Int64()), field(raw, 4, pl.Int64())
+        else:
+            first = last = field(raw, self.fields[0], pl.Int64())
+        return [first.alias("first_trade_id"), last.alias("last_trade_id")]
 
 
 def read_binance_csv(
@@ -308,6 +318,13 @@ def check_one_sided(trades: pl.DataFrame, name: str) -> None:
     check.check(name)
 
 
+def _fill_id(trades: pl.DataFrame, name: str) -> pl.Expr:
+    """The trades' fill id ``name`` where they have one, else the trade id (one fill)."""
+    if name in trades.columns:
+        return pl.coalesce(name, "trade_id").alias(name)
+    return pl.col("trade_id").alias(name)
+
+
 def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: bool) -> bytes:
     """Binance USD-M archive CSV bytes (``aggTrades`` or ``trades``) for normalized trades."""
     maker = pl.when(pl.col("is_taker_buy")).then(pl.lit("false")).otherwise(pl.lit("true"))
@@ -316,8 +333,8 @@ def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: boo
             pl.col("trade_id").alias("agg_trade_id"),
             "price",
             pl.col("base_qty").alias("quantity"),
-            pl.col("trade_id").alias("first_trade_id"),
-            pl.col("trade_id").alias("last_trade_id"),
+            _fill_id(trades, "first_trade_id"),
+            _fill_id(trades, "last_trade_id"),
             epoch(micros).alias("transact_time"),
             maker.alias("is_buyer_maker"),
         )

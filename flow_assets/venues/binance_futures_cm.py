@@ -135,6 +135,7 @@ class CoinMCsv(BinanceCsv):
             (notional / price).alias("base_qty"),
             notional.alias("notional"),
             _taker_buy(raw, maker_col).alias("is_taker_buy"),
+            *self.fill_ids(raw),
         )
 
 

@@ -52,7 +52,14 @@ from flow_assets.catalog.fetch import CatalogFetchError, get_json, non_empty
 from flow_assets.catalog.model import CatalogShapeError, atlas_id, from_ms, instruments_frame
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
-from flow_assets.sources.csvstream import CsvFormat, base_and_notional, field, taker_buy, text
+from flow_assets.sources.csvstream import (
+    CsvFormat,
+    base_and_notional,
+    field,
+    no_fill_ids,
+    taker_buy,
+    text,
+)
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.idset import DAY_US
 from flow_assets.sources.probing import HtmlIndex
@@ -183,6 +190,7 @@ class BybitCsv(CsvFormat):
             base_qty.alias("base_qty"),
             notional.alias("notional"),
             taker_buy(text(at["side"])).alias("is_taker_buy"),
+            *no_fill_ids(),
             (text(at["symbol"]) == self.native).alias("_valid"),
             _uuid_half(hex32, 0).alias(KEY_COLUMNS[0]),
             _uuid_half(hex32, 16).alias(KEY_COLUMNS[1]),
