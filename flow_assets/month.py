@@ -35,17 +35,26 @@ from pandera.errors import SchemaErrors
 
 from flow_assets.metrics import ALL_INTERVALS, FlowBarsEngine
 from flow_assets.metrics.engine import state_from_frame, state_to_frame
+from flow_assets.metrics.exchange_check import (
+    FAILED,
+    ExchangeCheck,
+    ExchangeFigures,
+    bar_figures,
+    compare,
+    fill_counts,
+)
 from flow_assets.metrics.schema import TIMESTAMP_COLUMNS, TRADE_SCHEMA
 from flow_assets.publish import Manifest, Staging, flow_file, read_manifest
 from flow_assets.quality import reconcile, source_totals, upstream_defects
 from flow_assets.sources.report import FetchReport, month_bounds, utc_midnight
-from flow_assets.store import ObjectStore
+from flow_assets.store import ObjectStore, exchange_check_key
 from flow_assets.validation import validate_bars, validate_trades
 
 CODE_VERSION = "flow-bars-2"
 STATE_FILE = "state"
 SPILL_FILE = "spill"
 TRADES_FILE = "trades"
+JUDGED_INTERVALS = ("1m", "1d")  # the bars an exchange's own aggregation can judge
 CHUNK_ROWS = 2_000_000  # a month of more trades than this is read one UTC day at a time
 
 Log = Callable[[str], None]
@@ -162,6 +171,7 @@ class IntervalResult:
     reconciliation: dict[str, dict[str, Any]] = field(default_factory=dict)
     unreconciled: list[str] = field(default_factory=list)
     preview: pl.DataFrame | None = None  # the first exchange-time bars that have trades
+    figures: pl.DataFrame | None = None  # exchange-time volumes per bar (1m, 1d: the judged)
 
     @property
     def passed(self) -> bool:
@@ -182,6 +192,7 @@ class FlowOutcome:
     data_version: str
     source_version: str
     manifest: Manifest | None
+    exchange_check: ExchangeCheck | None = None  # None: the venue publishes no figures
 
     @property
     def published(self) -> bool:
@@ -307,6 +318,8 @@ def _bars_of_source(
         result.rows[timestamp] = bars.height
         if timestamp == "exchange":
             result.preview = _first_active(bars)
+            if interval in JUDGED_INTERVALS:
+                result.figures = bar_figures(bars)
         del bars  # before the next interval is made: one interval's bars at a time
     return state, spill_out, int(totals["trades"])
 
@@ -329,6 +342,36 @@ def _published_trades(
     return trades, (start, end), bool(trades.metadata["complete"])
 
 
+@dataclass(frozen=True)
+class ExchangeReference:
+    """The exchange's own aggregation the month's ``interval`` bars must agree with:
+    ``figures(span)`` gives it (read by the caller; an :class:`ExchangeFigures` saying why
+    it is unavailable when the exchange has none)."""
+
+    interval: str
+    figures: Callable[[tuple[datetime, datetime]], ExchangeFigures]
+
+
+def _exchange_check(
+    reference: ExchangeReference,
+    result: IntervalResult,
+    trades_path: Path,
+    span: tuple[datetime, datetime],
+) -> ExchangeCheck:
+    """The judged bars (+ the underlying trades per bar) against the exchange's figures."""
+    assert result.figures is not None
+    start, end = span
+    trades = pl.scan_parquet(trades_path).filter(
+        pl.col("exchange_ts").is_between(start, end, closed="left")
+    )
+    counts = fill_counts(trades, reference.interval).collect()
+    ours = result.figures.join(counts, on="time", how="left").with_columns(
+        pl.col("count").fill_null(0)
+    )
+    unit = "day" if reference.interval == "1d" else "minute"
+    return compare(ours, reference.figures(span), span, unit)
+
+
 def _settings_metadata(settings: FlowSettings) -> dict[str, object]:
     """The settings and code a month's bars were made with (recorded with them)."""
     return {"window": settings.window, "horizon": settings.horizon, "code": CODE_VERSION}
@@ -344,9 +387,14 @@ def publish_flow(
     *,
     intervals: tuple[str, ...] = ALL_INTERVALS,
     log: Log = _quiet,
+    reference: ExchangeReference | None = None,
 ) -> FlowOutcome:
     """Compute, check and publish the bars of ``intervals`` (default: all) and every timestamp
     source of a month, with the state the next month starts from.
+
+    With ``reference`` the ``reference.interval`` bars are also compared with the exchange's
+    own figures: a difference beyond rounding publishes nothing; the verdict is stored
+    (:func:`exchange_check_key`) whether the month passed or not.
 
     Raises :class:`MonthNotReadyError` when the month's trades are not published.
     """
@@ -389,8 +437,16 @@ def publish_flow(
             settings.horizon,
             CODE_VERSION,
         )
+        check = None
+        if reference is not None and reference.interval in results:
+            check = _exchange_check(
+                reference, results[reference.interval], trades_path, (start, end)
+            )
+            store.put_json(exchange_check_key(exchange, symbol, month), check.to_json())
+            log(f"{exchange}:{symbol} {month:%Y-%m}: exchange check {check.status}")
         manifest = None
-        if all(r.passed for r in results.values()):
+        agrees = check is None or check.status != FAILED
+        if agrees and all(r.passed for r in results.values()):
             staging.write_parquet(STATE_FILE, pl.concat(list(states.values())), Path(tmp))
             if "true" in timestamps:
                 staging.write_parquet(SPILL_FILE, spill, Path(tmp))
@@ -411,5 +467,14 @@ def publish_flow(
         else:
             staging.discard()
     return FlowOutcome(
-        start, end, complete, history, trades_in, results, data_version, source_version, manifest
+        start,
+        end,
+        complete,
+        history,
+        trades_in,
+        results,
+        data_version,
+        source_version,
+        manifest,
+        check,
     )

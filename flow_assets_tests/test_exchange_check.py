@@ -1,0 +1,180 @@
+"""Each month's bars against the exchange's own aggregation: Binance 1m klines (USD-M, COIN-M),
+served in the archive's exact layout, damaged on purpose; and the real 142 minutes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flow_assets.metrics.exchange_check import ExchangeCheck, ExchangeFigures, compare
+from flow_assets.month import ExchangeReference, publish_flow, publish_trades
+from flow_assets.publish import read_manifest
+from flow_assets.sources import ingest_month
+from flow_assets.sources.mirror import sample_trades
+from flow_assets.store import LocalStore, exchange_check_key
+from flow_assets.venues import binance_futures
+from flow_assets.venues.binance_common import write_klines
+from flow_assets_tests.archive_fixtures import Mirror
+from flow_assets_tests.trade_frames import utc
+
+NAME, BTC, NATIVE = "binance-futures", "perpetual-BTC-USDT:USDT", "BTCUSDT"
+FEB = date(2024, 2, 1)
+INTERVALS = ("1m", "1d")
+
+
+def aggregated(trades: pl.DataFrame) -> pl.DataFrame:
+    """Sample trades as aggTrades of 1 to 3 underlying trades each (contiguous fill ids)."""
+    fills = pl.col("trade_id") % 3 + 1
+    last = (fills.cum_sum()).alias("last_trade_id")
+    return trades.with_columns(last).with_columns(
+        (pl.col("last_trade_id") - fills + 1).alias("first_trade_id")
+    )
+
+
+@pytest.fixture(scope="module")
+def feb_trades() -> pl.DataFrame:
+    return aggregated(sample_trades(utc(2024, 2, 1), utc(2024, 3, 1), 4000, seed=16))
+
+
+def _run(mirror: Mirror, store: LocalStore, trades: pl.DataFrame, klines: pl.DataFrame | None):
+    """The archive of ``trades`` and the klines of ``klines`` served; the month run through
+    the production ingest, the reader of the served klines and ``publish_flow``."""
+    binance_futures.write_binance(trades, mirror.root, BTC)
+    if klines is not None:
+        write_klines(klines, mirror.root, binance_futures.LAYOUT, NATIVE)
+
+    def ingest(dest: Path):
+        return ingest_month(
+            NAME,
+            BTC,
+            FEB,
+            dest,
+            base_url=mirror.url,
+            session=mirror.session,
+            today=date(2024, 4, 1),
+        )
+
+    assert publish_trades(store, NAME, BTC, FEB, ingest).published
+    reference = ExchangeReference(
+        "1m", lambda span: binance_futures.read_figures(mirror.url, mirror.session, NATIVE, span)
+    )
+    return publish_flow(
+        store, NAME, BTC, FEB, ("exchange",), intervals=INTERVALS, reference=reference
+    )
+
+
+def _stored(store: LocalStore) -> ExchangeCheck:
+    return ExchangeCheck.from_json(store.get_json(exchange_check_key(NAME, BTC, FEB)))
+
+
+def test_a_clean_month_passes_and_records_its_verdict(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    outcome = _run(mirror, store, feb_trades, feb_trades)
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.status == "passed", check
+    assert outcome.published
+    assert check.figures == ["volume", "quote_volume", "taker_buy_volume",
+                             "taker_buy_quote_volume", "count"]  # fmt: skip
+    assert check.compared == 29 * 24 * 60 == check.equal
+    assert check.sources[0]["name"] == "BTCUSDT-1m-2024-02.zip"
+    assert check.sources[0]["checksum_verified"]
+    assert _stored(store).to_json() == check.to_json()
+    assert sum(d["ours"] for d in check.days) == pytest.approx(feb_trades["base_qty"].sum())
+
+
+def _flip_hour(trades: pl.DataFrame, hour: datetime) -> pl.DataFrame:
+    inside = pl.col("exchange_ts").is_between(hour, hour + timedelta(hours=1), closed="left")
+    return trades.with_columns(
+        pl.when(inside)
+        .then(~pl.col("is_taker_buy"))
+        .otherwise("is_taker_buy")
+        .alias("is_taker_buy")
+    )
+
+
+def _first_minute(trades: pl.DataFrame, hour: datetime) -> str:
+    inside = pl.col("exchange_ts").is_between(hour, hour + timedelta(hours=1), closed="left")
+    first = trades.filter(inside)["exchange_ts"].min()
+    return f"{first:%Y-%m-%d %H:%M}"
+
+
+def test_a_side_flipped_for_an_hour_blocks_the_month(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    hour = utc(2024, 2, 10, 5)
+    outcome = _run(mirror, store, _flip_hour(feb_trades, hour), feb_trades)
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.status == "failed"
+    assert not outcome.published
+    assert read_manifest(store, "flow", NAME, BTC, FEB) is None
+    assert check.first_differing[0] == _first_minute(feb_trades, hour)
+    assert all(t.startswith("2024-02-10 05:") for t in check.first_differing)
+    worst = check.worst[0]
+    assert worst["time"].startswith("2024-02-10 05:")
+    assert worst["taker_buy_volume"]["ours"] != worst["taker_buy_volume"]["exchange"]
+    assert worst["volume"]["ours"] == pytest.approx(worst["volume"]["exchange"])
+    assert _stored(store).status == "failed"
+
+
+def test_a_missing_hour_is_named(mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame) -> None:
+    store = LocalStore(tmp_path / "store")
+    hour = utc(2024, 2, 20, 13)
+    gap = pl.col("exchange_ts").is_between(hour, hour + timedelta(hours=1), closed="left")
+    outcome = _run(mirror, store, feb_trades.filter(~gap), feb_trades)
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.status == "failed"
+    assert not outcome.published
+    lacking = feb_trades.filter(gap)["exchange_ts"].dt.strftime("%Y-%m-%d %H:%M").unique().sort()
+    assert check.we_lack == lacking.to_list()
+    assert check.exchange_lacks == []
+
+
+def test_a_reissued_klines_file_that_disagrees_is_caught(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    reissued = feb_trades.with_columns(
+        pl.when(pl.col("trade_id") == 2000).then(pl.col("base_qty") + 0.001).otherwise("base_qty")
+    )
+    outcome = _run(mirror, store, feb_trades, reissued)
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.status == "failed"
+    assert not outcome.published
+    moment = feb_trades.filter(pl.col("trade_id") == 2000)["exchange_ts"][0]
+    assert check.first_differing == [f"{moment:%Y-%m-%d %H:%M}"]
+    assert check.compared - check.equal == 1
+
+
+def test_no_klines_published_is_not_reconciled_but_publishes(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    outcome = _run(mirror, store, feb_trades, None)
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.status == "unavailable"
+    assert check.reconciled is None
+    assert "no 1m klines published yet" in check.reason
+    assert outcome.published
+
+
+def test_compare_is_exact_within_the_printed_decimals() -> None:
+    t = datetime(2024, 1, 1)
+    ours = pl.DataFrame({"time": [t], "volume": [0.1 + 0.2], "trades": [2], "count": [2]})
+    theirs = pl.DataFrame({"time": [t], "volume": [0.3], "volume_decimals": [3], "count": [2]})
+    span = (utc(2024, 1, 1), utc(2024, 1, 2))
+    assert compare(ours, ExchangeFigures(theirs), span).status == "passed"
+    off = ours.with_columns(pl.col("volume") + 0.001)
+    failed = compare(off, ExchangeFigures(theirs), span)
+    assert failed.status == "failed"
+    assert failed.first_differing == ["2024-01-01 00:00"]
