@@ -463,7 +463,8 @@ def fetch_klines(
         if got is not None:
             found.append(got)
         else:
-            for day in days_between(start.date(), end.date()):
+            last = (end - timedelta(microseconds=1)).date()
+            for day in days_between(start.date(), last + timedelta(days=1)):
                 day_file = _klines_file(
                     session, layout.klines_url(base, native, f"{day}"), Path(tmp)
                 )
