@@ -30,7 +30,6 @@ from dagster._core.storage.legacy_storage import LegacyEventLogStorage
 from flow_assets.catalog import (
     Catalog,
     contract_values_key,
-    fetch_catalog,
     instruments_key,
     load_catalog,
     update_catalog,
@@ -39,7 +38,7 @@ from flow_assets.catalog.model import INSTRUMENT_DESCRIPTIONS, INSTRUMENT_SCHEMA
 from flow_assets.instruments import InstrumentsConfig, load_config
 from flow_assets.orchestration.assets import _markdown_table, _schema_metadata
 from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
-from flow_assets.orchestration.resources import FlowStore
+from flow_assets.orchestration.resources import CatalogApi, FlowStore
 from flow_assets.store import MissingObjectError, ObjectStore
 from flow_assets.tracked import (
     instrument_key,
@@ -58,18 +57,6 @@ FOREIGN_KEYS = (
     "instrument to the instruments file instead)"
 )
 PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed", "delisted"]
-
-
-class CatalogApi(dg.ConfigurableResource):
-    """The venues' public metadata REST roots: ``urls`` maps a venue to its root (missing or
-    empty: the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_API_URL``, else its
-    public host)."""
-
-    urls: dict[str, str] | None = None
-
-    def fetch(self, exchange: str) -> pl.DataFrame:
-        """Every listed perpetual of ``exchange`` now (its reader: requests with retries)."""
-        return fetch_catalog(exchange, base_url=(self.urls or {}).get(exchange) or None)
 
 
 def catalog_asset_key(exchange: str) -> dg.AssetKey:

@@ -41,6 +41,7 @@ from flow_assets.orchestration.catalog import (
 from flow_assets.orchestration.coverage import build_coverage
 from flow_assets.orchestration.operations import build_freshness, run_failure_alert
 from flow_assets.orchestration.partitions import FlowPartitions
+from flow_assets.orchestration.reconciliation import build_reconciliation
 from flow_assets.orchestration.resources import (
     AlertWebhook,
     ArchiveSources,
@@ -127,6 +128,7 @@ def build_definitions(
             *catalog_assets,
             *build_assets(partitions, settings or FlowSettings()),
             *coverage_assets,
+            *build_reconciliation(partitions.exchanges),
         ],
         asset_checks=freshness_checks,
         jobs=[
