@@ -15,7 +15,7 @@ from flow_assets.publish import read_manifest
 from flow_assets.sources import ingest_month
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import LocalStore, exchange_check_key
-from flow_assets.venues import binance_futures
+from flow_assets.venues import binance_futures, binance_futures_cm
 from flow_assets.venues.binance_common import write_klines
 from flow_assets_tests.archive_fixtures import Mirror
 from flow_assets_tests.trade_frames import utc
@@ -178,3 +178,60 @@ def test_compare_is_exact_within_the_printed_decimals() -> None:
     failed = compare(off, ExchangeFigures(theirs), span)
     assert failed.status == "failed"
     assert failed.first_differing == ["2024-01-01 00:00"]
+
+
+CM, CM_BTC, CM_NATIVE = "binance-futures-cm", "perpetual-BTC-USD:BTC", "BTCUSD_PERP"
+
+
+def _coin_m(trades: pl.DataFrame) -> pl.DataFrame:
+    """Trades of whole 100 USD contracts (BTCUSD_PERP's size in the seed table)."""
+    notional = (pl.col("notional") / 100).ceil() * 100
+    return trades.with_columns(notional=notional, base_qty=notional / pl.col("price"))
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_coin_m_compares_base_volumes_and_trade_counts(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame, damaged: bool
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    clean = _coin_m(feb_trades)
+    served = _flip_hour(clean, utc(2024, 2, 3, 7)) if damaged else clean
+    binance_futures_cm.write_archive(served, mirror.root, CM_BTC)
+    klines = binance_futures_cm.write_archive(clean, mirror.root / "k", CM_BTC, klines=True)
+    for path in klines:  # only the klines of the clean trades are served
+        if "/klines/" in str(path):
+            target = mirror.root / path.relative_to(mirror.root / "k")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+
+    def ingest(dest: Path):
+        return ingest_month(
+            CM,
+            CM_BTC,
+            FEB,
+            dest,
+            base_url=mirror.url,
+            session=mirror.session,
+            today=date(2024, 4, 1),
+        )
+
+    assert publish_trades(store, CM, CM_BTC, FEB, ingest).published
+    reference = ExchangeReference(
+        "1m",
+        lambda span: binance_futures_cm.read_figures(mirror.url, mirror.session, CM_NATIVE, span),
+    )
+    outcome = publish_flow(
+        store, CM, CM_BTC, FEB, ("exchange",), intervals=INTERVALS, reference=reference
+    )
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.figures == ["volume", "taker_buy_volume", "count"]
+    assert len(check.sources) == 29  # the daily klines files
+    if damaged:
+        assert check.status == "failed"
+        assert check.first_differing[0].startswith("2024-02-03 07:")
+        assert not outcome.published
+    else:
+        assert check.status == "passed", check.worst
+        assert check.compared == check.equal == 29 * 24 * 60
+        assert outcome.published

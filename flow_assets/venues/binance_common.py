@@ -485,17 +485,18 @@ def _printed(column: str, places: int) -> pl.Expr:
 
 
 def binance_klines_csv(
-    trades: pl.DataFrame, *, contract_size: float | None = None, header: bool = False
+    trades: pl.DataFrame, *, contracts: pl.Expr | None = None, header: bool = False
 ) -> bytes:
     """1m klines CSV bytes computed from trades the way Binance does: per minute with trades,
     OHLC, volume sums, ``count`` = the underlying trades (``last - first + 1``, one without fill
-    ids). ``contract_size`` set: COIN-M (volumes in contracts, quote columns in the base)."""
+    ids). ``contracts`` (each trade's contracts) set: COIN-M (volumes in contracts, quote columns
+    in the base)."""
     fills = (pl.col("last_trade_id") - pl.col("first_trade_id") + 1).fill_null(1)
     if "first_trade_id" not in trades.columns:
         fills = pl.lit(1, dtype=pl.Int64)
     buy = pl.col("is_taker_buy")
-    size = (pl.col("notional") / contract_size).round(0) if contract_size else pl.col("base_qty")
-    quote = pl.col("base_qty") if contract_size else pl.col("notional")
+    size = pl.col("base_qty") if contracts is None else contracts
+    quote = pl.col("notional") if contracts is None else pl.col("base_qty")
     minutes = (
         trades.sort("exchange_ts", "trade_id")
         .group_by(pl.col("exchange_ts").dt.truncate("1m").alias("minute"), maintain_order=True)
@@ -511,7 +512,7 @@ def binance_klines_csv(
             quote.filter(buy).sum().alias("taker_buy_quote_volume"),
         )
     )
-    places = 0 if contract_size else 8
+    places = 8 if contracts is None else 0
     frame = minutes.select(
         pl.col("minute").dt.epoch("ms").alias("open_time"),
         *(_printed(c, 2) for c in ("open", "high", "low", "close")),
@@ -533,7 +534,7 @@ def write_klines(
     native: str,
     *,
     daily: bool = False,
-    contract_size: float | None = None,
+    contracts: pl.Expr | None = None,
 ) -> list[Path]:
     """The 1m klines zips (+ CHECKSUM) of ``trades`` under ``root``: one per month, or per day."""
     fmt = "%Y-%m-%d" if daily else "%Y-%m"
@@ -541,7 +542,7 @@ def write_klines(
     written: list[Path] = []
     for (period,), part in keyed.group_by("_period", maintain_order=True):
         url = layout.klines_url(str(root), native, str(period))
-        data = binance_klines_csv(part.drop("_period"), contract_size=contract_size)
+        data = binance_klines_csv(part.drop("_period"), contracts=contracts)
         path = write_zip(Path(url), Path(url).name.replace(".zip", ".csv"), data)
         written += [path, write_checksum(path)]
     return written
