@@ -9,13 +9,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from flow_assets.catalog.mirror import CatalogServer
 from flow_assets.metrics.exchange_check import ExchangeCheck, ExchangeFigures, compare
 from flow_assets.month import ExchangeReference, publish_flow, publish_trades
 from flow_assets.publish import read_manifest
 from flow_assets.sources import ingest_month
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import LocalStore, exchange_check_key
-from flow_assets.venues import binance_futures, binance_futures_cm
+from flow_assets.venues import binance_futures, binance_futures_cm, bybit_perps
 from flow_assets.venues.binance_common import write_klines
 from flow_assets_tests.archive_fixtures import Mirror
 from flow_assets_tests.trade_frames import utc
@@ -234,4 +235,47 @@ def test_coin_m_compares_base_volumes_and_trade_counts(
     else:
         assert check.status == "passed", check.worst
         assert check.compared == check.equal == 29 * 24 * 60
+        assert outcome.published
+
+
+BYBIT, BYBIT_BTC = "bybit-perps", "perpetual-BTC-USDT:USDT"
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_bybit_daily_klines_judge_the_1d_bars(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame, damaged: bool
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    trades = feb_trades.head(1500)  # 2024-02-01 .. about 02-11
+    bybit_perps.write_archive(trades, mirror.root, BYBIT_BTC)
+    hour = utc(2024, 2, 5, 9)
+    gap = pl.col("exchange_ts").is_between(hour, hour + timedelta(hours=1), closed="left")
+    judged = trades.filter(~gap) if damaged else trades  # the exchange lacks an hour of ours
+    klines = {"BTCUSDT": bybit_perps.daily_klines(judged, inverse=False)}
+    today = trades["exchange_ts"].max().date() + timedelta(days=1)
+
+    def ingest(dest: Path):
+        return ingest_month(
+            BYBIT, BYBIT_BTC, FEB, dest, base_url=mirror.url, session=mirror.session, today=today
+        )
+
+    assert publish_trades(store, BYBIT, BYBIT_BTC, FEB, ingest).published
+    with CatalogServer({BYBIT: bybit_perps.sample() | {"klines": klines}}) as server:
+        reference = ExchangeReference(
+            "1d", lambda span: bybit_perps.read_figures(server.url, mirror.session, "BTCUSDT", span)
+        )
+        outcome = publish_flow(
+            store, BYBIT, BYBIT_BTC, FEB, ("exchange",), intervals=INTERVALS, reference=reference
+        )
+    check = outcome.exchange_check
+    assert check is not None
+    assert check.unit == "day"
+    assert check.figures == ["volume", "quote_volume"]
+    assert check.compared == (today - FEB).days
+    if damaged:
+        assert check.status == "failed"
+        assert check.first_differing == ["2024-02-05"]
+        assert not outcome.published
+    else:
+        assert check.status == "passed", check.worst
         assert outcome.published

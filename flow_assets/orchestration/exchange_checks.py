@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 import requests
 
+from flow_assets.catalog.model import CatalogError
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics.exchange_check import (
     FAILED,
@@ -95,7 +96,7 @@ def reference(
         with http.make_session() as session:
             try:
                 return aggregation.read(base, session, native, span)
-            except (SourceError, requests.RequestException) as error:
+            except (SourceError, CatalogError, requests.RequestException) as error:
                 return ExchangeFigures.unavailable(f"{aggregation.what} unreadable: {error}")
 
     return ExchangeReference(aggregation.interval, figures)
