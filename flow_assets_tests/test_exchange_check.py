@@ -6,17 +6,25 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
 from flow_assets.catalog.mirror import CatalogServer
+from flow_assets.instruments import InstrumentEntry
 from flow_assets.metrics.exchange_check import ExchangeCheck, ExchangeFigures, compare
 from flow_assets.month import ExchangeReference, publish_flow, publish_trades
+from flow_assets.orchestration.automation import flow_job_name
+from flow_assets.orchestration.catalog import run_instruments_sensor
+from flow_assets.orchestration.definitions import build_definitions
+from flow_assets.orchestration.exchange_checks import CHECK_NAME
+from flow_assets.orchestration.partitions import partition_key
+from flow_assets.orchestration.resources import ArchiveSources, CatalogApi, FlowStore
 from flow_assets.publish import read_manifest
 from flow_assets.sources import ingest_month
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import LocalStore, exchange_check_key
-from flow_assets.venues import binance_futures, binance_futures_cm, bybit_perps
+from flow_assets.venues import VENUES, binance_futures, binance_futures_cm, bybit_perps
 from flow_assets.venues.binance_common import write_klines
 from flow_assets_tests.archive_fixtures import Mirror
 from flow_assets_tests.trade_frames import utc
@@ -279,3 +287,67 @@ def test_bybit_daily_klines_judge_the_1d_bars(
     else:
         assert check.status == "passed", check.worst
         assert outcome.published
+
+
+def _dagster_run(store: FlowStore, archive_url: str, month: date) -> dg.ExecuteInProcessResult:
+    """The catalog served, the instruments synced, and the BTCUSDT month through its flow job."""
+    documents = {name: v.catalog.sample() for name, v in VENUES.items()}
+    instance = dg.DagsterInstance.ephemeral()
+    with CatalogServer(documents) as server:
+        resources = {
+            "catalog_api": CatalogApi(urls=dict.fromkeys(documents, server.url)),
+            "archives": ArchiveSources(urls=dict.fromkeys(VENUES, archive_url)),
+            "store": store,
+        }
+        entry = InstrumentEntry(NAME, BTC)
+        defs = build_definitions([entry], resources)
+        catalog = defs.resolve_job_def("instrument_catalog_job").execute_in_process(
+            instance=instance
+        )
+        assert catalog.success
+        run_instruments_sensor(defs, instance)
+        return defs.resolve_job_def(flow_job_name(NAME)).execute_in_process(
+            partition_key=str(partition_key(entry, month)), instance=instance, raise_on_error=False
+        )
+
+
+def _evaluation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
+    assert len(evaluations) == 1
+    assert evaluations[0].asset_key == dg.AssetKey(["binance_futures", "flow_bars_1m"])
+    return evaluations[0]
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_through_dagster_the_check_judges_the_partition_in_the_same_run(
+    mirror: Mirror, tmp_path: Path, feb_trades: pl.DataFrame, damaged: bool
+) -> None:
+    store = FlowStore(url=str(tmp_path / "store"))
+    binance_futures.write_binance(feb_trades, mirror.root, BTC)
+    hour = utc(2024, 2, 12, 22)
+    served = _flip_hour(feb_trades, hour) if damaged else feb_trades  # a reissued klines file
+    write_klines(served, mirror.root, binance_futures.LAYOUT, NATIVE)
+    result = _dagster_run(store, mirror.url, FEB)
+    evaluation = _evaluation(result)
+    meta = evaluation.metadata
+    key = str(partition_key(InstrumentEntry(NAME, BTC), FEB))
+    assert meta["partition"].value == key  # the instrument-month judged, in the run that made it
+    assert meta["minutes_compared"].value == 29 * 24 * 60
+    assert meta["sources"].value[0]["name"] == "BTCUSDT-1m-2024-02.zip"
+    assert "per_day" in meta
+    published = read_manifest(store.open(), "flow", NAME, BTC, FEB)
+    if damaged:
+        assert not result.success
+        assert not evaluation.passed
+        assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+        assert meta["first_differing"].value.startswith(_first_minute(feb_trades, hour))
+        assert "taker_buy_volume" in meta["worst"].value
+        assert published is None
+    else:
+        assert result.success
+        assert evaluation.passed
+        assert meta["minutes_equal"].value == 29 * 24 * 60
+        assert published is not None
+        target = evaluation.target_materialization_data  # attached to the partition's bars
+        assert target is not None
+        assert target.run_id == result.run_id
