@@ -462,6 +462,7 @@ def publish_flow(
                     "source_version": source_version,
                     "trades_version": trades.version,
                     "data_version": data_version,
+                    "reconciled": check.reconciled if check else None,
                 }
             )
         else:

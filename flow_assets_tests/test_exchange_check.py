@@ -94,6 +94,7 @@ def test_a_clean_month_passes_and_records_its_verdict(
     assert check.sources[0]["name"] == "BTCUSDT-1m-2024-02.zip"
     assert check.sources[0]["checksum_verified"]
     assert _stored(store).to_json() == check.to_json()
+    assert read_manifest(store, "flow", NAME, BTC, FEB).metadata["reconciled"] is True
     assert sum(d["ours"] for d in check.days) == pytest.approx(feb_trades["base_qty"].sum())
 
 
@@ -175,6 +176,7 @@ def test_no_klines_published_is_not_reconciled_but_publishes(
     assert check.reconciled is None
     assert "no 1m klines published yet" in check.reason
     assert outcome.published
+    assert read_manifest(store, "flow", NAME, BTC, FEB).metadata["reconciled"] is None
 
 
 def test_compare_is_exact_within_the_printed_decimals() -> None:
