@@ -364,7 +364,7 @@ def _exchange_check(
     trades = pl.scan_parquet(trades_path).filter(
         pl.col("exchange_ts").is_between(start, end, closed="left")
     )
-    counts = fill_counts(trades, reference.interval).collect()
+    counts = fill_counts(trades, reference.interval).collect(engine="streaming")  # never whole
     ours = result.figures.join(counts, on="time", how="left").with_columns(
         pl.col("count").fill_null(0)
     )
@@ -438,10 +438,9 @@ def publish_flow(
             CODE_VERSION,
         )
         check = None
-        if reference is not None and reference.interval in results:
-            check = _exchange_check(
-                reference, results[reference.interval], trades_path, (start, end)
-            )
+        judged = results.get(reference.interval) if reference else None
+        if reference is not None and judged is not None and judged.figures is not None:
+            check = _exchange_check(reference, judged, trades_path, (start, end))
             store.put_json(exchange_check_key(exchange, symbol, month), check.to_json())
             log(f"{exchange}:{symbol} {month:%Y-%m}: exchange check {check.status}")
         manifest = None

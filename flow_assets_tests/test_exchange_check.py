@@ -19,6 +19,7 @@ from flow_assets.orchestration.catalog import run_instruments_sensor
 from flow_assets.orchestration.definitions import build_definitions
 from flow_assets.orchestration.exchange_checks import CHECK_NAME
 from flow_assets.orchestration.partitions import partition_key
+from flow_assets.orchestration.reconciliation import reconciliation_asset_key
 from flow_assets.orchestration.resources import ArchiveSources, CatalogApi, FlowStore
 from flow_assets.publish import read_manifest
 from flow_assets.sources import ingest_month
@@ -353,3 +354,15 @@ def test_through_dagster_the_check_judges_the_partition_in_the_same_run(
         target = evaluation.target_materialization_data  # attached to the partition's bars
         assert target is not None
         assert target.run_id == result.run_id
+    history = _history(store)
+    assert f"| {BTC} | {'✗' if damaged else '✓'} |" in history["history"].value
+    assert (history["agreed"].value, history["differed"].value) == ((0, 1) if damaged else (1, 0))
+
+
+def _history(store: FlowStore) -> dict[str, dg.MetadataValue]:
+    """The metadata of a materialization of ``binance_futures/reconciliation``."""
+    defs = build_definitions([InstrumentEntry(NAME, BTC)], {"store": store})
+    key = reconciliation_asset_key(NAME)
+    result = dg.materialize([defs.resolve_assets_def(key)], resources={"store": store})
+    (event,) = result.get_asset_materialization_events()
+    return dict(event.materialization.metadata)
