@@ -386,7 +386,7 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
         k
         for k in graph.get_all_asset_keys()
         if k.path[0] == "binance_futures"
-        and k.path[1] not in {"instrument_catalog", "tracked_coverage"}
+        and k.path[1] not in {"instrument_catalog", "tracked_coverage", "reconciliation"}
     ]
     keys = [_key(BTC, m) for m in (JAN, FEB)]
     backfill = AssetBackfillData.from_asset_partitions(
