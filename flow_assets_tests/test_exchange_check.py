@@ -26,7 +26,12 @@ from flow_assets.sources import ingest_month
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import LocalStore, exchange_check_key
 from flow_assets.venues import VENUES, binance_futures, binance_futures_cm, bybit_perps
-from flow_assets.venues.binance_common import write_klines
+from flow_assets.venues.binance_common import (
+    KLINE_COLUMNS,
+    kline_figures,
+    read_klines_csv,
+    write_klines,
+)
 from flow_assets_tests.archive_fixtures import Mirror
 from flow_assets_tests.trade_frames import utc
 
@@ -366,3 +371,19 @@ def _history(store: FlowStore) -> dict[str, dg.MetadataValue]:
     result = dg.materialize([defs.resolve_assets_def(key)], resources={"store": store})
     (event,) = result.get_asset_materialization_events()
     return dict(event.materialization.metadata)
+
+
+@pytest.mark.parametrize("header", [False, True])
+@pytest.mark.parametrize("micros", [False, True])
+def test_klines_are_read_with_or_without_a_header_in_ms_or_us(header: bool, micros: bool) -> None:
+    opened = "1706745600000000" if micros else "1706745600000"
+    row = f"{opened},1.0,1.0,1.0,1.0,2.500,1706745659999,5.12000,3,1.250,2.10000,0\n"
+    data = (",".join(KLINE_COLUMNS) + "\n" if header else "") + row
+    figures = kline_figures(read_klines_csv(data.encode()), coin_margined=False)
+    first = figures.row(0, named=True)
+    assert first["time"] == utc(2024, 2, 1)
+    assert (first["volume"], first["volume_decimals"]) == (2.5, 3)
+    assert (first["quote_volume"], first["quote_volume_decimals"], first["count"]) == (5.12, 5, 3)
+    coin_m = kline_figures(read_klines_csv(data.encode()), coin_margined=True).row(0, named=True)
+    assert (coin_m["volume"], coin_m["taker_buy_volume"]) == (5.12, 2.1)  # the base columns
+    assert coin_m["volume_tolerance"] == pytest.approx(3e-5)  # a unit of 1e-5 per trade
