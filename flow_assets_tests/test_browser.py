@@ -220,11 +220,10 @@ def test_the_exchange_check_shows_its_day_by_day_picture(demo_ui: DemoUi, page: 
     url = demo_ui.dev.url
     _open(page, f"{url}/assets/binance_futures/flow_bars_1m?view=checks&checkDetail={CHECK}")
     expect(page.get_by_text(CHECK).first).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("cell", name="minutes_equal")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("cell", name="ETH-USDT:USDT|2024-01-01")).to_be_visible()
     _shot(page, "9a-matches-exchange")
-    page.get_by_text("Execution history").first.click()
-    expect(page.get_by_text("minutes_equal").first).to_be_visible(timeout=WAIT_MS)
-    _shot(page, "9b-matches-exchange-history")
-    page.get_by_text("[Show Markdown]").first.click()
+    page.get_by_text("[Show Markdown]").first.click()  # per_day: the only markdown entry
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("2024-01-01", exact=True)).to_be_visible(timeout=WAIT_MS)
     expect(dialog.get_by_text("exchange volume").first).to_be_visible()
