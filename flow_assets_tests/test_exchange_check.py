@@ -368,7 +368,7 @@ def _history(store: FlowStore) -> dict[str, dg.MetadataValue]:
     """The metadata of a materialization of ``binance_futures/reconciliation``."""
     defs = build_definitions([InstrumentEntry(NAME, BTC)], {"store": store})
     key = reconciliation_asset_key(NAME)
-    result = dg.materialize([defs.resolve_assets_def(key)], resources={"store": store})
+    result = dg.materialize([defs.resolve_assets_def(key)])  # its store: the one given above
     (event,) = result.get_asset_materialization_events()
     return dict(event.materialization.metadata)
 
