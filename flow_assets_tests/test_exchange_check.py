@@ -387,3 +387,14 @@ def test_klines_are_read_with_or_without_a_header_in_ms_or_us(header: bool, micr
     coin_m = kline_figures(read_klines_csv(data.encode()), coin_margined=True).row(0, named=True)
     assert (coin_m["volume"], coin_m["taker_buy_volume"]) == (5.12, 2.1)  # the base columns
     assert coin_m["volume_tolerance"] == pytest.approx(3e-5)  # a unit of 1e-5 per trade
+
+
+def test_days_without_exchange_figures_are_named_and_not_reconciled() -> None:
+    days = [datetime(2024, 1, 1), datetime(2024, 1, 2)]
+    ours = pl.DataFrame({"time": days, "volume": [1.0, 2.0], "trades": [1, 1], "count": [1, 1]})
+    theirs = pl.DataFrame({"time": [utc(2024, 1, 1)], "volume": [1.0], "count": [1]})
+    span = (utc(2024, 1, 1), utc(2024, 1, 3))
+    check = compare(ours, ExchangeFigures(theirs, days_missing=[date(2024, 1, 2)]), span, "day")
+    assert (check.status, check.reconciled, check.compared) == ("partial", None, 1)
+    assert check.days_not_compared == ["2024-01-02"]
+    assert "1 day(s)" in check.reason

@@ -34,6 +34,7 @@ RELATIVE_TOLERANCE = 1e-9
 WORST_ROWS = 10
 FIRST_ROWS = 10
 PASSED, FAILED, UNAVAILABLE = "passed", "failed", "unavailable"
+PARTIAL = "partial"  # all compared agree, but the exchange has nothing for some days
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ExchangeFigures:
 class ExchangeCheck:
     """The verdict of one instrument-month against the exchange's figures."""
 
-    status: str  # passed, failed or unavailable
+    status: str  # passed, failed, partial or unavailable
     unit: str  # "minute" or "day": what one compared row is
     compared: int = 0
     equal: int = 0
@@ -74,8 +75,9 @@ class ExchangeCheck:
 
     @property
     def reconciled(self) -> bool | None:
-        """True passed, False failed, None not reconciled (the exchange had nothing)."""
-        return None if self.status == UNAVAILABLE else self.status == PASSED
+        """True passed, False failed, None not (wholly) reconciled: the exchange had nothing,
+        or nothing for some days."""
+        return {PASSED: True, FAILED: False}.get(self.status)
 
     def to_json(self) -> dict[str, Any]:
         """The verdict as a JSON-able dict (stored beside the month, shown in the UI)."""
@@ -184,8 +186,9 @@ def compare(
     )
     counted = rows.filter(pl.col("_ours") | pl.col("_theirs"))
     differing = counted.filter(~pl.col("_equal"))
+    agreed = PARTIAL if theirs.days_missing else PASSED
     check = ExchangeCheck(
-        FAILED if differing.height else PASSED,
+        FAILED if differing.height else agreed,
         unit,
         compared=counted.height,
         equal=counted.height - differing.height,
@@ -197,6 +200,9 @@ def compare(
         days_not_compared=[str(d) for d in theirs.days_missing],
         sources=theirs.sources,
         days=_days(counted, figures),
+        reason=f"no exchange figures for {len(theirs.days_missing)} day(s)"
+        if theirs.days_missing
+        else "",
     )
     return check
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from flow_assets.metrics.exchange_check import FAILED, PASSED, ExchangeCheck
+from flow_assets.metrics.exchange_check import FAILED, PARTIAL, PASSED, ExchangeCheck
 from flow_assets.orchestration.catalog import CATALOG_GROUP
 from flow_assets.orchestration.partitions import ExchangePartitions
 from flow_assets.orchestration.resources import FlowStore
 from flow_assets.store import EXCHANGE_CHECKS, ObjectStore
 from flow_assets.venues import venue
 
-MARKS = {PASSED: "✓", FAILED: "✗"}  # anything else (not reconciled): —
+MARKS = {PASSED: "✓", FAILED: "✗", PARTIAL: "◐"}  # anything else (not reconciled): —
 
 
 def reconciliation_asset_key(exchange: str) -> dg.AssetKey:
@@ -38,7 +38,8 @@ def stored_verdicts(objects: ObjectStore, exchange: str) -> dict[tuple[str, str]
 
 
 def history_table(verdicts: dict[tuple[str, str], ExchangeCheck]) -> str:
-    """Instrument x month: ✓ agrees, ✗ differs, — not reconciled; blank: not computed."""
+    """Instrument x month: ✓ agrees, ✗ differs, ◐ agrees where the exchange has figures (some
+    days without), — not reconciled; blank: not computed."""
     symbols = sorted({s for s, _ in verdicts})
     months = sorted({m for _, m in verdicts})
     lines = ["| instrument | " + " | ".join(months) + " |", "|---|" + "---|" * len(months)]
@@ -63,7 +64,8 @@ def reconciliation_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition 
         kinds={"json"},
         description=f"Per {exchange} instrument and month, whether its bars agreed with the "
         "exchange's own figures (`matches_exchange`): ✓ agreed, ✗ differed (not published), "
-        "— not reconciled (the exchange had nothing). From the verdicts stored beside the "
+        "◐ agreed on the days the exchange has figures for, — not reconciled (the exchange had "
+        "nothing). From the verdicts stored beside the "
         "months under `checks/exchange/`.",
     )
     def reconciliation(store: FlowStore) -> dg.MaterializeResult:
