@@ -228,4 +228,5 @@ def test_the_exchange_check_shows_its_day_by_day_picture(demo_ui: DemoUi, page: 
     expect(dialog.get_by_text("2024-01-01", exact=True)).to_be_visible(timeout=WAIT_MS)
     expect(dialog.get_by_text("exchange volume").first).to_be_visible()
     expect(dialog.get_by_text("✗")).to_have_count(0)
+    page.wait_for_timeout(500)  # the dialog fades in
     _shot(page, "9c-matches-exchange-per-day")

@@ -39,7 +39,7 @@ from flow_assets.venues import venue
 from flow_assets.venues.base import ExchangeAggregation
 
 CHECK_NAME = "matches_exchange"
-BAR_WIDTH = 30  # characters of the longest day's bar
+BAR_WIDTH = 20  # characters of the longest day's bar
 LISTED = 50  # minutes lacking listed in the metadata (their number is always given)
 TOLERANCE_TEXT = (
     "Equal: counts identical; volumes within rounding of the exchange's printed decimals d, "
@@ -117,6 +117,11 @@ def _num(value: Any) -> str:
     return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
+def _bar(share: float) -> str:
+    """A text bar of ``share`` (0..1) of ``BAR_WIDTH`` characters."""
+    return "█" * round(BAR_WIDTH * share) or "▏"
+
+
 def picture(check: ExchangeCheck) -> dg.MetadataValue:
     """The month per day, ours vs the exchange's, as a table with a text bar (Dagster's
     markdown drops images from ``data:`` URIs and inline SVG, so the picture is text): ✗ and
@@ -127,15 +132,15 @@ def picture(check: ExchangeCheck) -> dg.MetadataValue:
     top = max(max(d["ours"], d["exchange"]) for d in check.days) or 1.0
     lines = [
         f"| day | ours {figure} | exchange {figure} | ours - exchange | {check.unit}s differing "
-        "| ours |",
-        "|---|---|---|---|---|---|",
+        "| ours | exchange |",
+        "|---|---|---|---|---|---|---|",
     ]
     for day in check.days:
-        bar = "█" * round(BAR_WIDTH * day["ours"] / top) or "▏"
+        bars = [_bar(day[side] / top) for side in ("ours", "exchange")]
         mark = f"✗ {day['differing']}" if day["differing"] else "✓"
         gap = day["ours"] - day["exchange"]
         lines.append(f"| {day['day']} | {_num(day['ours'])} | {_num(day['exchange'])} | "
-                     f"{gap:+.3g} | {mark} | `{bar}` |")  # fmt: skip
+                     f"{gap:+.3g} | {mark} | `{bars[0]}` | `{bars[1]}` |")  # fmt: skip
     return dg.MetadataValue.md("\n".join(lines))
 
 
