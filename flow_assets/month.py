@@ -43,7 +43,7 @@ from flow_assets.metrics.exchange_check import (
     compare,
     fill_counts,
 )
-from flow_assets.metrics.schema import TIMESTAMP_COLUMNS, TRADE_SCHEMA
+from flow_assets.metrics.schema import TIMESTAMP_COLUMNS, TRADE_SCHEMA, with_fill_ids
 from flow_assets.publish import Manifest, Staging, flow_file, read_manifest
 from flow_assets.quality import reconcile, source_totals, upstream_defects
 from flow_assets.sources.report import FetchReport, month_bounds, utc_midnight
@@ -237,7 +237,7 @@ def _carried_state(
         for ts in meta["timestamps"]
     }
     spill = (
-        store.read_parquet(manifest.key_of(SPILL_FILE))
+        with_fill_ids(store.read_parquet(manifest.key_of(SPILL_FILE)).lazy()).collect()
         if SPILL_FILE in manifest.files
         else pl.DataFrame(schema=TRADE_SCHEMA)
     )
@@ -303,7 +303,7 @@ def _bars_of_source(
         engine.add(chunk)
     if spill_in.height:
         engine.add(spill_in)
-    sources = pl.concat([pl.scan_parquet(trades_path), spill_in.lazy()])
+    sources = pl.concat([with_fill_ids(pl.scan_parquet(trades_path)), spill_in.lazy()])
     totals = source_totals(sources, start, end, timestamp)
     spill_out = pl.DataFrame(schema=TRADE_SCHEMA)
     if timestamp == "true":  # trades of this file (or carried in) that arrive after the month
@@ -364,10 +364,10 @@ def _exchange_check(
     trades = pl.scan_parquet(trades_path).filter(
         pl.col("exchange_ts").is_between(start, end, closed="left")
     )
-    counts = fill_counts(trades, reference.interval).collect(engine="streaming")  # never whole
-    ours = result.figures.join(counts, on="time", how="left").with_columns(
-        pl.col("count").fill_null(0)
-    )
+    ours = result.figures
+    if "first_trade_id" in trades.collect_schema().names():  # else stored before ids were kept
+        counts = fill_counts(trades, reference.interval).collect(engine="streaming")  # streamed
+        ours = ours.join(counts, on="time", how="left").with_columns(pl.col("count").fill_null(0))
     unit = "day" if reference.interval == "1d" else "minute"
     return compare(ours, reference.figures(span), span, unit)
 

@@ -33,6 +33,7 @@ from flow_assets.venues.binance_common import (
     write_klines,
 )
 from flow_assets_tests.archive_fixtures import Mirror
+from flow_assets_tests.test_month import ingest_of
 from flow_assets_tests.trade_frames import utc
 
 NAME, BTC, NATIVE = "binance-futures", "perpetual-BTC-USDT:USDT", "BTCUSDT"
@@ -398,3 +399,35 @@ def test_days_without_exchange_figures_are_named_and_not_reconciled() -> None:
     assert (check.status, check.reconciled, check.compared) == ("partial", None, 1)
     assert check.days_not_compared == ["2024-01-02"]
     assert "1 day(s)" in check.reason
+
+
+def test_trades_stored_before_fill_ids_were_kept_still_make_bars_judged_without_counts(
+    tmp_path: Path,
+) -> None:
+    """Raw trades of code version 2 (no fill ids) and a carried spill of that time: the bars are
+    made and published; the count is not compared (only the volumes)."""
+    store = LocalStore(tmp_path / "store")
+    trades = sample_trades(utc(2024, 2, 1), utc(2024, 4, 1), 3000, seed=5)
+    late = pl.col("trade_id") % 97 == 0  # some trades arrive a day later (into March)
+    old = trades.with_columns(
+        arrival_ts=pl.col("exchange_ts")
+        + pl.when(late).then(pl.duration(days=1)).otherwise(pl.duration(milliseconds=80))
+    ).drop("first_trade_id", "last_trade_id")
+
+    def figures(span: tuple[datetime, datetime]) -> ExchangeFigures:
+        minutes = old.group_by(pl.col("exchange_ts").dt.truncate("1m").alias("time")).agg(
+            pl.col("base_qty").sum().alias("volume")
+        )
+        return ExchangeFigures(minutes)
+
+    for month in (FEB, date(2024, 3, 1)):
+        assert publish_trades(store, NAME, BTC, month, ingest_of(old, month)).published
+        outcome = publish_flow(
+            store, NAME, BTC, month, ("exchange", "true"), intervals=INTERVALS,
+            reference=ExchangeReference("1m", figures),
+        )  # fmt: skip
+        assert outcome.published
+        assert outcome.exchange_check is not None
+        assert outcome.exchange_check.status == "passed"
+        assert outcome.exchange_check.figures == ["volume"]
+    assert "carried from 2024-02" in outcome.history

@@ -26,6 +26,15 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
 }
 FILL_ID_COLUMNS = ("first_trade_id", "last_trade_id")
 
+
+def with_fill_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """``frame`` with the fill ids null where it has none (trades stored before they were kept,
+    raw-trades code version 2 and older), so old and new trades concatenate."""
+    present = frame.collect_schema().names()
+    missing = [pl.lit(None, dtype=pl.Int64()).alias(c) for c in FILL_ID_COLUMNS if c not in present]
+    return frame.with_columns(missing) if missing else frame
+
+
 TIMESTAMP_COLUMNS = {"exchange": "exchange_ts", "true": "arrival_ts"}
 
 # What one contract of an instrument is worth over time (the catalog gives it, the parsers of
