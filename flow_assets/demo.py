@@ -100,7 +100,10 @@ def generate_mirror(root: Path, months: tuple[date, ...], per_month: int) -> Pat
     lines = ["instruments:"]
     for number, (exchange, symbol) in enumerate(ARCHIVE_INSTRUMENTS):
         trades = _trades(months, per_month, seed=100 * number)
-        venue(exchange).write_archive(trades, root, symbol)
+        described = venue(exchange)
+        figures = described.exchange_figures  # klines beside the trades where the archive has them
+        options = {"klines": True} if figures is not None and figures.root == "archive" else {}
+        described.write_archive(trades, root, symbol, **options)
         lines += [
             f"  - exchange: {exchange}",
             f"    symbol: {symbol}",

@@ -38,17 +38,26 @@ from pandera.errors import SchemaErrors
 
 from flow_assets.metrics import ALL_INTERVALS, FlowBarsEngine
 from flow_assets.metrics.engine import state_from_frame, state_to_frame
-from flow_assets.metrics.schema import BAR_SCHEMA, TIMESTAMP_COLUMNS, TRADE_SCHEMA
+from flow_assets.metrics.exchange_check import (
+    FAILED,
+    ExchangeCheck,
+    ExchangeFigures,
+    bar_figures,
+    compare,
+    fill_counts,
+)
+from flow_assets.metrics.schema import BAR_SCHEMA, TIMESTAMP_COLUMNS, TRADE_SCHEMA, with_fill_ids
 from flow_assets.publish import Manifest, Staging, flow_file, read_manifest
 from flow_assets.quality import reconcile, source_totals, upstream_defects
 from flow_assets.sources.report import FetchReport, month_bounds, utc_midnight
-from flow_assets.store import ObjectStore, ParquetParts
+from flow_assets.store import ObjectStore, ParquetParts, exchange_check_key
 from flow_assets.validation import validate_bars, validate_trades
 
 CODE_VERSION = "flow-bars-2"
 STATE_FILE = "state"
 SPILL_FILE = "spill"
 TRADES_FILE = "trades"
+JUDGED_INTERVALS = ("1m", "1d")  # the bars an exchange's own aggregation can judge
 CHUNK_ROWS = 2_000_000  # a month of more trades than this is read CHUNK_SPAN at a time
 # 4 hours: a whole number of bars of every interval up to 4h (the same partials as a day's), and
 # a sixth of a busy day's trades in memory (~35 MB at 5M trades a day)
@@ -172,6 +181,7 @@ class IntervalResult:
     reconciliation: dict[str, dict[str, Any]] = field(default_factory=dict)
     unreconciled: list[str] = field(default_factory=list)
     preview: pl.DataFrame | None = None  # the first exchange-time bars that have trades
+    figures: pl.DataFrame | None = None  # exchange-time volumes per bar (1m, 1d: the judged)
 
     @property
     def passed(self) -> bool:
@@ -192,6 +202,7 @@ class FlowOutcome:
     data_version: str
     source_version: str
     manifest: Manifest | None
+    exchange_check: ExchangeCheck | None = None  # None: the venue publishes no figures
 
     @property
     def published(self) -> bool:
@@ -236,7 +247,7 @@ def _carried_state(
         for ts in meta["timestamps"]
     }
     spill = (
-        store.read_parquet(manifest.key_of(SPILL_FILE))
+        with_fill_ids(store.read_parquet(manifest.key_of(SPILL_FILE)).lazy()).collect()
         if SPILL_FILE in manifest.files
         else pl.DataFrame(schema=TRADE_SCHEMA)
     )
@@ -253,7 +264,7 @@ def _chunks(
     days whose bars can be made). Lazy: only the columns the engine reads are read."""
     start, end = span
     column = pl.col(TIMESTAMP_COLUMNS[timestamp])
-    scan = pl.scan_parquet(path)
+    scan = with_fill_ids(pl.scan_parquet(path))  # trades stored before the fill ids were kept
     if spill.height:
         scan = pl.concat([scan, spill.lazy()])
     yield scan.filter(column.is_null() | (column < start)), []  # nulls: the engine refuses them
@@ -295,6 +306,8 @@ class _IntervalFile:
         self.pending: list[pl.DataFrame] = []
         self.last: pl.DataFrame | None = None  # the last bar of the parts before
         self.sums: list[pl.DataFrame] = []
+        judged = timestamp == "exchange" and result.interval in JUDGED_INTERVALS
+        self.figures: list[pl.DataFrame] | None = [] if judged else None  # for the exchange's
         self.rows = 0
         self.head = pl.DataFrame(schema=BAR_SCHEMA)  # the first bars, and the first with trades
         self.active = pl.DataFrame(schema=BAR_SCHEMA)
@@ -322,6 +335,8 @@ class _IntervalFile:
         if self.timestamp not in self.result.invalid:
             self.file.write(bars)
         self.sums.append(bars.select(*_RECONCILED))
+        if self.figures is not None:
+            self.figures.append(bar_figures(bars))
         self.head = pl.concat([self.head, bars.head(PREVIEW_ROWS - self.head.height)])
         wanted = PREVIEW_ROWS - self.active.height
         if wanted:
@@ -346,6 +361,8 @@ class _IntervalFile:
         self.result.rows[self.timestamp] = self.rows
         if self.timestamp == "exchange":
             self.result.preview = self.active if self.active.height else self.head
+        if self.figures is not None:
+            self.result.figures = pl.concat(self.figures) if self.figures else None
 
 
 def _bars_of_source(
@@ -384,7 +401,7 @@ def _bars_of_source(
     for interval, bars in engine.iter_bars():  # the rest, one interval at a time
         files[interval].add(bars)
         files[interval].close()
-    sources = pl.concat([pl.scan_parquet(trades_path), spill_in.lazy()])
+    sources = pl.concat([with_fill_ids(pl.scan_parquet(trades_path)), spill_in.lazy()])
     totals = source_totals(sources, start, end, timestamp)
     for file in files.values():
         file.finish(totals, staging)
@@ -412,6 +429,36 @@ def _published_trades(
     return trades, (start, end), bool(trades.metadata["complete"])
 
 
+@dataclass(frozen=True)
+class ExchangeReference:
+    """The exchange's own aggregation the month's ``interval`` bars must agree with:
+    ``figures(span)`` gives it (read by the caller; an :class:`ExchangeFigures` saying why
+    it is unavailable when the exchange has none)."""
+
+    interval: str
+    figures: Callable[[tuple[datetime, datetime]], ExchangeFigures]
+
+
+def _exchange_check(
+    reference: ExchangeReference,
+    result: IntervalResult,
+    trades_path: Path,
+    span: tuple[datetime, datetime],
+) -> ExchangeCheck:
+    """The judged bars (+ the underlying trades per bar) against the exchange's figures."""
+    assert result.figures is not None
+    start, end = span
+    trades = pl.scan_parquet(trades_path).filter(
+        pl.col("exchange_ts").is_between(start, end, closed="left")
+    )
+    ours = result.figures
+    if "first_trade_id" in trades.collect_schema().names():  # else stored before ids were kept
+        counts = fill_counts(trades, reference.interval).collect(engine="streaming")  # streamed
+        ours = ours.join(counts, on="time", how="left").with_columns(pl.col("count").fill_null(0))
+    unit = "day" if reference.interval == "1d" else "minute"
+    return compare(ours, reference.figures(span), span, unit)
+
+
 def _settings_metadata(settings: FlowSettings) -> dict[str, object]:
     """The settings and code a month's bars were made with (recorded with them)."""
     return {"window": settings.window, "horizon": settings.horizon, "code": CODE_VERSION}
@@ -427,9 +474,14 @@ def publish_flow(
     *,
     intervals: tuple[str, ...] = ALL_INTERVALS,
     log: Log = _quiet,
+    reference: ExchangeReference | None = None,
 ) -> FlowOutcome:
     """Compute, check and publish the bars of ``intervals`` (default: all) and every timestamp
     source of a month, with the state the next month starts from.
+
+    With ``reference`` the ``reference.interval`` bars are also compared with the exchange's
+    own figures: a difference beyond rounding publishes nothing; the verdict is stored
+    (:func:`exchange_check_key`) whether the month passed or not.
 
     Raises :class:`MonthNotReadyError` when the month's trades are not published.
     """
@@ -472,8 +524,15 @@ def publish_flow(
             settings.horizon,
             CODE_VERSION,
         )
+        check = None
+        judged = results.get(reference.interval) if reference else None
+        if reference is not None and judged is not None and judged.figures is not None:
+            check = _exchange_check(reference, judged, trades_path, (start, end))
+            store.put_json(exchange_check_key(exchange, symbol, month), check.to_json())
+            log(f"{exchange}:{symbol} {month:%Y-%m}: exchange check {check.status}")
         manifest = None
-        if all(r.passed for r in results.values()):
+        agrees = check is None or check.status != FAILED
+        if agrees and all(r.passed for r in results.values()):
             staging.write_parquet(STATE_FILE, pl.concat(list(states.values())), Path(tmp))
             if "true" in timestamps:
                 staging.write_parquet(SPILL_FILE, spill, Path(tmp))
@@ -489,10 +548,20 @@ def publish_flow(
                     "source_version": source_version,
                     "trades_version": trades.version,
                     "data_version": data_version,
+                    "reconciled": check.reconciled if check else None,
                 }
             )
         else:
             staging.discard()
     return FlowOutcome(
-        start, end, complete, history, trades_in, results, data_version, source_version, manifest
+        start,
+        end,
+        complete,
+        history,
+        trades_in,
+        results,
+        data_version,
+        source_version,
+        manifest,
+        check,
     )

@@ -110,6 +110,16 @@ def unit_prefix(kind: str, exchange: str, symbol: str, month: date) -> str:
     return f"{kind}/{ex}/{sym}/{_check_month(month)}"
 
 
+EXCHANGE_CHECKS = "checks/exchange"
+
+
+def exchange_check_key(exchange: str, symbol: str, month: date) -> str:
+    """Key of one instrument-month's verdict against the exchange's own figures (written
+    whether it passed or not): ``checks/exchange/{exchange}/{symbol}/{YYYY-MM}.json``."""
+    ex, sym = _check_name("exchange", exchange), _check_name("symbol", symbol)
+    return f"{EXCHANGE_CHECKS}/{ex}/{sym}/{_check_month(month)}.json"
+
+
 def summary_key(name: str, month: date) -> str:
     """Key of one month of a downstream summary: ``summary/{name}/{YYYY-MM}.parquet``."""
     return f"summary/{_check_name('summary', name)}/{_check_month(month)}.parquet"

@@ -77,6 +77,8 @@ TRADES_SCHEMA = pa.DataFrameSchema(
         "base_qty": pa.Column(pl.Float64, [pa.Check.gt(0), _finite("base_qty")], nullable=False),
         "notional": pa.Column(pl.Float64, [pa.Check.gt(0), _finite("notional")], nullable=False),
         "is_taker_buy": pa.Column(pl.Boolean, nullable=False),
+        "first_trade_id": pa.Column(pl.Int64, nullable=True, required=False),
+        "last_trade_id": pa.Column(pl.Int64, nullable=True, required=False),
     },
     name="normalized trades",
     strict=True,

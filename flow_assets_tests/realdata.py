@@ -103,6 +103,8 @@ def read_ws_trades(paths: Iterable[Path], *, market_only: bool = True) -> pl.Dat
         "base_qty",
         (pl.col("price") * pl.col("base_qty")).alias("notional"),  # linear contract
         (~pl.col("buyer_maker")).alias("is_taker_buy"),
+        pl.col("trade_id").alias("first_trade_id"),  # a websocket trade is one fill
+        pl.col("trade_id").alias("last_trade_id"),
     ).cast(TRADE_SCHEMA)
 
 

@@ -66,7 +66,13 @@ def publish(
     with tempfile.TemporaryDirectory() as workdir:
         for name, frame in files.items():
             staging.write_parquet(name, frame, Path(workdir))
-    staging.commit({"complete": month < FEB, "covered_until": f"{month:%Y-%m}-20T00:00:00+00:00"})
+    staging.commit(
+        {
+            "complete": month < FEB,
+            "covered_until": f"{month:%Y-%m}-20T00:00:00+00:00",
+            "reconciled": True if month < FEB else None,  # February: no exchange figures yet
+        }
+    )
 
 
 def btc_bars(month: date, interval: str) -> pl.DataFrame:
@@ -674,6 +680,7 @@ def test_catalog(api: Api) -> None:
     assert (btc["first_month"], btc["last_month"]) == ("2024-01", "2024-02")  # March: staged only
     assert btc["last_month_complete"] is False
     assert btc["covered_until"] == "2024-02-20T00:00:00+00:00"
+    assert btc["reconciled"] == {"2024-01": True, "2024-02": None}
     assert coverage[(BINANCE, ETH)]["timestamps"] == ["exchange", "true"]
 
 

@@ -20,15 +20,20 @@ and strictly before the minute of the last one (the edge minutes are partial cap
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from flow_assets.metrics.engine import flow_bars
+from flow_assets.metrics.exchange_check import ExchangeCheck, bar_figures, compare, fill_counts
 from flow_assets.metrics.schema import SIZES, TRADE_SCHEMA, bucket_field
+from flow_assets.sources.mirror import write_checksum, write_zip
 from flow_assets.sources.tardis import read_tardis_csv
+from flow_assets.venues import binance_futures
+from flow_assets_tests.archive_fixtures import Mirror
 from flow_assets_tests.realdata import REALDATA, read_klines, read_ws_trades, utc_minute
 
 if not REALDATA.is_dir():
@@ -189,3 +194,47 @@ def test_arrival_time_bars_lose_no_trade() -> None:
         assert total["count"] == inside.height
         assert total["volume"] == pytest.approx(inside["base_qty"].sum(), rel=1e-12)
     assert inside.height < trades.height  # the inner range really drops trades
+
+
+def _serve_klines(root: Path, kline_file: str) -> None:
+    """The verbatim kline lines as the archive's daily 1m klines zips (+ CHECKSUM) of their days."""
+    lines = (KLINES / kline_file).read_text().splitlines(keepends=True)
+    days: dict[str, list[str]] = {}
+    for line in lines:
+        day = datetime.fromtimestamp(int(line.split(",")[0]) / 1000, UTC).date()
+        days.setdefault(str(day), []).append(line)
+    for day, rows in days.items():
+        url = binance_futures.LAYOUT.klines_url(str(root), "BTCUSDT", day)
+        write_checksum(write_zip(Path(url), Path(url).name[:-4] + ".csv", "".join(rows).encode()))
+
+
+def production_check(name: str, mirror: Mirror, *, market_only: bool = True) -> ExchangeCheck:
+    """The pair through the production check: our bars' figures and fill counts against the
+    klines read back by the archive reader from served files, over the fully covered minutes."""
+    trades = pair_trades(name, market_only=market_only)
+    first = utc_minute(trades["exchange_ts"].min())
+    last = utc_minute(trades["exchange_ts"].max())
+    bars = flow_bars(trades, "1m", first, last + MINUTE)
+    counts = fill_counts(trades.lazy(), "1m").collect()
+    ours = bar_figures(bars).join(counts, on="time", how="left").fill_null(0)
+    _serve_klines(mirror.root, PAIRS[name][1])
+    span = (first + MINUTE, last)
+    figures = binance_futures.read_figures(mirror.url, mirror.session, "BTCUSDT", span)
+    return compare(ours, figures, span)
+
+
+def test_the_real_142_minutes_pass_the_production_check(mirror: Mirror) -> None:
+    checks = {name: production_check(name, mirror) for name in PAIRS}
+    for name, check in checks.items():
+        assert check.status == "passed", (name, check.worst)
+        assert check.compared == check.equal == PAIRS[name][2]
+        assert check.figures == [*FLOAT_FIELDS[:2], *FLOAT_FIELDS[2:], "count"]
+        assert all(s["checksum_verified"] for s in check.sources)
+    assert sum(c.compared for c in checks.values()) == 142
+
+
+def test_the_insurance_fund_fill_fails_the_production_check(mirror: Mirror) -> None:
+    check = production_check("ws-2023-04-05", mirror, market_only=False)
+    assert check.status == "failed"
+    assert check.first_differing == [f"{INSURANCE_FUND_MINUTE:%Y-%m-%d %H:%M}"]
+    assert check.worst[0]["count"] == {"ours": 1824, "exchange": 1823}

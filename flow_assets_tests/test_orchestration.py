@@ -81,7 +81,7 @@ def trades() -> dict[str, pl.DataFrame]:
 
 @pytest.fixture
 def archives(mirror_root, archive_server, trades) -> ArchiveSources:
-    write_binance(trades["binance"], mirror_root, BTC.symbol, monthly=True)
+    write_binance(trades["binance"], mirror_root, BTC.symbol, monthly=True, klines=True)
     write_okx(trades["okx"], mirror_root, OKX_BTC.symbol)
     return ArchiveSources(
         urls={"binance-futures": archive_server.url, "okx-perps": archive_server.url}
@@ -148,8 +148,20 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     }
     exchanges = [v.slug for v in VENUES.values()]  # every venue of the registry
     assert exchanges[:2] == ["binance_futures", "okx_perps"]
-    assert keys == {"daily_flow_summary"} | {f"{e}/{n}" for e in exchanges for n in per_exchange}
+    reconciled = [v.slug for v in VENUES.values() if v.exchange_figures is not None]
+    assert reconciled == ["binance_futures", "binance_futures_cm", "bybit_perps"]  # OKX: later
+    assert keys == (
+        {"daily_flow_summary"}
+        | {f"{e}/{n}" for e in exchanges for n in per_exchange}
+        | {f"{e}/reconciliation" for e in reconciled}
+    )
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    judged = {(a, c) for a, c in checks if c == "matches_exchange"}
+    assert judged == {
+        ("binance_futures/flow_bars_1m", "matches_exchange"),
+        ("binance_futures_cm/flow_bars_1m", "matches_exchange"),
+        ("bybit_perps/flow_bars_1d", "matches_exchange"),
+    }
     assert ("okx_perps/raw_trades", "upstream_defects") in checks
     assert {
         ("binance_futures/flow_bars_1s", "bars_valid"),
@@ -202,7 +214,9 @@ def test_one_partition_end_to_end(archives, local_store, trades) -> None:
     instance = dg.DagsterInstance.ephemeral()
     result = _run(_defs(archives, local_store), BTC, JAN, instance)
     assert result.success
-    assert all(_check_results(result).values())
+    checks = _check_results(result)
+    assert checks[("binance_futures/flow_bars_1m", "matches_exchange")] is True  # the klines
+    assert all(checks.values())
     store = local_store.open()
     assert _trades(store, BTC, JAN).height == 600
     manifest = read_manifest(store, "flow", BTC.exchange, BTC.symbol, JAN)
@@ -267,7 +281,13 @@ def test_a_tardis_instrument_gets_bars_for_both_timestamp_sources(
     defs = build_definitions([entry], {"archives": ArchiveSources(), "store": local_store})
     result = _run(defs, entry, JAN)
     assert result.success
-    assert all(_check_results(result).values())
+    checks = _check_evaluations(result)
+    judged = checks.pop(("binance_futures/flow_bars_1m", "matches_exchange"))
+    assert all(c.passed for c in checks.values())
+    # the exchange's klines are not read for Tardis trades: not reconciled, a warning
+    assert not judged.passed
+    assert judged.severity == dg.AssetCheckSeverity.WARN
+    assert "Tardis" in judged.metadata["not_reconciled"].value
     store = local_store.open()
     end = _utc(FEB)
     for timestamp in ("exchange", "true"):
@@ -366,7 +386,7 @@ def test_a_backfill_of_months_targets_exactly_those_months(archives, local_store
         k
         for k in graph.get_all_asset_keys()
         if k.path[0] == "binance_futures"
-        and k.path[1] not in {"instrument_catalog", "tracked_coverage"}
+        and k.path[1] not in {"instrument_catalog", "tracked_coverage", "reconciliation"}
     ]
     keys = [_key(BTC, m) for m in (JAN, FEB)]
     backfill = AssetBackfillData.from_asset_partitions(

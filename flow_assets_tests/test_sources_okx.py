@@ -233,6 +233,8 @@ def test_columns_are_found_by_name_in_any_order(tmp_path: Path) -> None:
         "base_qty": pytest.approx(0.02),
         "notional": pytest.approx(840.0),
         "is_taker_buy": False,
+        "first_trade_id": None,  # an OKX record is one fill
+        "last_trade_id": None,
     }
     assert trades["exchange_ts"][0] == utc(2024, 1, 1)
 

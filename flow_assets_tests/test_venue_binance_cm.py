@@ -170,6 +170,8 @@ def _real_day() -> pl.DataFrame:
         (notional / pl.col("price")).alias("base_qty"),
         notional.alias("notional"),
         pl.col("is_buyer_maker").not_().alias("is_taker_buy"),
+        "first_trade_id",
+        "last_trade_id",
     )
 
 

@@ -28,5 +28,7 @@ def trades_frame(rows: Sequence[tuple], *, with_arrival: bool = False) -> pl.Dat
         "base_qty": [float(r[3]) for r in rows],
         "notional": [float(r[2]) * float(r[3]) for r in rows],
         "is_taker_buy": [bool(r[4]) for r in rows],
+        "first_trade_id": [None] * len(rows),  # single fills
+        "last_trade_id": [None] * len(rows),
     }
     return pl.DataFrame(data, schema=TRADE_SCHEMA)

@@ -149,7 +149,14 @@ def _coverage_entry(manifests: list[Manifest]) -> dict[str, Any]:
         "last_month": f"{last.month:%Y-%m}",
         "last_month_complete": bool(last.metadata.get("complete", False)),
         "covered_until": covered if isinstance(covered, str) else None,
+        "reconciled": {f"{m.month:%Y-%m}": _reconciled(m) for m in manifests},
     }
+
+
+def _reconciled(manifest: Manifest) -> bool | None:
+    """Whether the month's bars agreed with the exchange's own figures when published."""
+    value = manifest.metadata.get("reconciled")
+    return value if isinstance(value, bool) else None
 
 
 def catalog(store: ObjectStore) -> dict[str, Any]:

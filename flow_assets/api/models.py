@@ -53,6 +53,13 @@ class Coverage(BaseModel):
     last_month: str = Field(description="last published month, YYYY-MM")
     last_month_complete: bool = Field(description="false while the last month is still running")
     covered_until: str | None = Field(description="ISO time the last month's bars reach")
+    reconciled: dict[str, bool | None] = Field(
+        default_factory=dict,
+        description="per published month YYYY-MM: true when its bars agreed with the "
+        "exchange's own figures (klines, candles), null when not reconciled (the exchange had "
+        "none, or the venue publishes none); false cannot be published (such a month is "
+        "withheld)",
+    )
 
 
 class MetricInfo(BaseModel):

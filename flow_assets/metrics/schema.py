@@ -19,7 +19,21 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
     "base_qty": pl.Float64(),  # base-asset quantity, > 0 (contracts already converted)
     "notional": pl.Float64(),  # quote-currency (USD) value, > 0
     "is_taker_buy": pl.Boolean(),  # the aggressor bought
+    # The exchange's underlying trades an aggregated record stands for (Binance aggTrades:
+    # first_trade_id..last_trade_id); null where the source has no such ids (one fill each).
+    "first_trade_id": pl.Int64(),
+    "last_trade_id": pl.Int64(),
 }
+FILL_ID_COLUMNS = ("first_trade_id", "last_trade_id")
+
+
+def with_fill_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """``frame`` with the fill ids null where it has none (trades stored before they were kept,
+    raw-trades code version 2 and older), so old and new trades concatenate."""
+    present = frame.collect_schema().names()
+    missing = [pl.lit(None, dtype=pl.Int64()).alias(c) for c in FILL_ID_COLUMNS if c not in present]
+    return frame.with_columns(missing) if missing else frame
+
 
 TIMESTAMP_COLUMNS = {"exchange": "exchange_ts", "true": "arrival_ts"}
 
@@ -85,6 +99,9 @@ TRADE_DESCRIPTIONS: dict[str, str] = {
     "base_qty": "Quantity in the base asset (contracts converted with the value in force).",
     "notional": "Value in the quote currency (USD or a USD stablecoin).",
     "is_taker_buy": "True when the aggressor (taker) bought.",
+    "first_trade_id": "First underlying exchange trade of an aggregated trade (Binance aggTrades); "
+    "null where the source records single fills.",
+    "last_trade_id": "Last underlying exchange trade of an aggregated trade; null as above.",
 }
 
 _HEADLINE_DESCRIPTIONS = {

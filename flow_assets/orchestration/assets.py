@@ -34,6 +34,7 @@ from flow_assets.month import (
     publish_flow,
     publish_trades,
 )
+from flow_assets.orchestration import exchange_checks
 from flow_assets.orchestration.partitions import (
     INSTRUMENT,
     MONTH,
@@ -41,7 +42,7 @@ from flow_assets.orchestration.partitions import (
     FlowPartitions,
     exchange_slug,
 )
-from flow_assets.orchestration.resources import ArchiveSources, FlowStore
+from flow_assets.orchestration.resources import ArchiveSources, CatalogApi, FlowStore
 from flow_assets.publish import flow_file, read_manifest
 from flow_assets.sources import DownloadError
 from flow_assets.store import ObjectStore, summary_key
@@ -185,6 +186,18 @@ def _bar_checks(exchange: str, result: IntervalResult, partition: str) -> list[d
     ]
 
 
+def _exchange_checks(
+    exchange: str, outcome: FlowOutcome, interval: str, partition: str
+) -> list[dg.AssetCheckResult]:
+    """The ``matches_exchange`` result of the bars the exchange's figures judged (if these)."""
+    check = outcome.exchange_check
+    aggregation = venue(exchange).exchange_figures
+    if check is None or aggregation is None or aggregation.interval != interval:
+        return []
+    key = flow_asset_key(exchange, interval)
+    return [exchange_checks.check_result(key, check, CHECKED_PARTITION, partition)]
+
+
 def _bars_materialization(
     exchange: str, outcome: FlowOutcome, result: IntervalResult, store: ObjectStore, partition: str
 ) -> dg.MaterializeResult:
@@ -210,7 +223,8 @@ def _bars_materialization(
         asset_key=flow_asset_key(exchange, result.interval),
         data_version=dg.DataVersion(outcome.data_version),
         metadata=metadata,
-        check_results=_bar_checks(exchange, result, partition),
+        check_results=_bar_checks(exchange, result, partition)
+        + _exchange_checks(exchange, outcome, result.interval, partition),
     )
 
 
@@ -232,7 +246,7 @@ def raw_trades_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
         key=key,
         partitions_def=partitions.instrument_month,
         group_name=partitions.slug,
-        code_version="raw-trades-2",
+        code_version="raw-trades-3",
         pool=archive_pool(partitions.exchange),
         check_specs=[
             dg.AssetCheckSpec(
@@ -353,6 +367,9 @@ def _bar_check_specs(partitions: ExchangePartitions) -> list[dg.AssetCheckSpec]:
                 blocking=True,
                 description="Trades in the month = counts in the bars; volumes sum to the source.",
             ),
+            *exchange_checks.check_spec(
+                partitions.exchange, interval, flow_asset_key(partitions.exchange, interval)
+            ),
         )
     ]
 
@@ -388,10 +405,14 @@ def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> d
         partitions_def=partitions.instrument_month,
     )
     def flow_bars(
-        context: dg.AssetExecutionContext, store: FlowStore
+        context: dg.AssetExecutionContext,
+        store: FlowStore,
+        archives: ArchiveSources,
+        catalog_api: CatalogApi,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         objects = store.open()
         entry, month = partitions.resolve(context.partition_key, objects)
+        reference = exchange_checks.reference(entry, archives, catalog_api)
         try:
             outcome = publish_flow(
                 objects,
@@ -401,20 +422,35 @@ def flow_bars_asset(partitions: ExchangePartitions, settings: FlowSettings) -> d
                 entry.timestamps,
                 settings,
                 log=context.log.info,
+                reference=reference,
             )
         except MonthNotReadyError as error:
             raise dg.Failure(str(error)) from error
         if outcome.manifest is None:
             for result in outcome.intervals.values():
                 yield from _bar_checks(exchange, result, context.partition_key)
+                yield from _exchange_checks(
+                    exchange, outcome, result.interval, context.partition_key
+                )
             raise dg.Failure(
                 f"{entry.key} {month:%Y-%m}: flow bars failed their checks; nothing was "
-                "published (see the asset checks for the failure cases)"
+                "published (see the asset checks for the failure cases)" + _disagreement(outcome)
             )
         for result in outcome.intervals.values():
             yield _bars_materialization(exchange, outcome, result, objects, context.partition_key)
 
     return flow_bars
+
+
+def _disagreement(outcome: FlowOutcome) -> str:
+    """What the exchange check says when it failed the month (else nothing)."""
+    check = outcome.exchange_check
+    if check is None or check.status != "failed":
+        return ""
+    return (
+        f"; the bars disagree with the exchange's figures ({check.compared - check.equal} of "
+        f"{check.compared} {check.unit}s), first at {', '.join(check.first_differing[:3])}"
+    )
 
 
 def daily_flow_summary_asset(partitions: FlowPartitions) -> dg.AssetsDefinition:

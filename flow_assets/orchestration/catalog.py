@@ -30,19 +30,17 @@ from dagster._core.storage.legacy_storage import LegacyEventLogStorage
 from flow_assets.catalog import (
     Catalog,
     contract_values_key,
-    fetch_catalog,
     instruments_key,
     load_catalog,
     update_catalog,
 )
 from flow_assets.catalog.contract_dating import ContractDating
-from flow_assets.catalog.fetch import date_contracts
 from flow_assets.catalog.model import INSTRUMENT_DESCRIPTIONS, INSTRUMENT_SCHEMA
 from flow_assets.catalog.storage import load_candle_state, save_candle_state
 from flow_assets.instruments import InstrumentsConfig, load_config
 from flow_assets.orchestration.assets import _markdown_table, _schema_metadata
 from flow_assets.orchestration.partitions import FlowPartitions, exchange_slug
-from flow_assets.orchestration.resources import FlowStore
+from flow_assets.orchestration.resources import CatalogApi, FlowStore
 from flow_assets.store import MissingObjectError, ObjectStore
 from flow_assets.tracked import (
     instrument_key,
@@ -61,29 +59,6 @@ FOREIGN_KEYS = (
     "instrument to the instruments file instead)"
 )
 PREVIEW_COLUMNS = ["native", "symbol", "kind", "ct_val", "ct_val_ccy", "listed", "delisted"]
-
-
-class CatalogApi(dg.ConfigurableResource):
-    """The venues' public metadata REST roots: ``urls`` maps a venue to its root (missing or
-    empty: the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_API_URL``, else its
-    public host); ``candle_pace``: seconds between candle requests of a venue whose candles
-    date its contract values (None: the venue's own, OKX 0.1 s; 0 against a local mirror)."""
-
-    urls: dict[str, str] | None = None
-    candle_pace: float | None = None  # seconds between candle requests (None: the venue's)
-
-    def fetch(self, exchange: str) -> pl.DataFrame:
-        """Every listed perpetual of ``exchange`` now (its reader: requests with retries)."""
-        return fetch_catalog(exchange, base_url=(self.urls or {}).get(exchange) or None)
-
-    def date_contracts(
-        self, exchange: str, snapshot: pl.DataFrame, state: pl.DataFrame
-    ) -> ContractDating | None:
-        """The contract values ``exchange``'s own candles show since ``state`` (None: the
-        venue has no such candles)."""
-        return date_contracts(
-            exchange, snapshot, state, (self.urls or {}).get(exchange) or None, self.candle_pace
-        )
 
 
 def catalog_asset_key(exchange: str) -> dg.AssetKey:

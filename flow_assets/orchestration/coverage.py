@@ -106,14 +106,17 @@ def coverage_asset(partitions: ExchangePartitions) -> dg.AssetsDefinition:
 
 
 def build_coverage(
-    exchanges: list[ExchangePartitions],
+    exchanges: list[ExchangePartitions], also: tuple[dg.AssetKey, ...] = ()
 ) -> tuple[list[dg.AssetsDefinition], Any, dg.ScheduleDefinition]:
-    """The coverage assets, their job and its hourly schedule."""
+    """The coverage assets, their job (refreshing the assets ``also`` too: each venue's
+    reconciliation history) and its hourly schedule."""
     assets = [coverage_asset(p) for p in exchanges]
+    keys = [coverage_asset_key(p.exchange) for p in exchanges] + list(also)
     job = dg.define_asset_job(
         COVERAGE_JOB,
-        selection=dg.AssetSelection.assets(*(coverage_asset_key(p.exchange) for p in exchanges)),
-        description="Which months of each tracked instrument are done, and which not yet.",
+        selection=dg.AssetSelection.assets(*keys),
+        description="Which months of each tracked instrument are done, and which not yet; "
+        "which of them agreed with the exchange's own figures.",
     )
     schedule = dg.ScheduleDefinition(
         name="tracked_coverage_hourly",
@@ -121,6 +124,7 @@ def build_coverage(
         cron_schedule="5 * * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Refreshes each exchange's tracked_coverage (reads the instance only).",
+        description="Refreshes each exchange's tracked_coverage (reads the instance) and "
+        "reconciliation history (reads the stored verdicts).",
     )
     return assets, job, schedule

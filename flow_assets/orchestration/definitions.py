@@ -41,6 +41,7 @@ from flow_assets.orchestration.catalog import (
 from flow_assets.orchestration.coverage import build_coverage
 from flow_assets.orchestration.operations import build_freshness, run_failure_alert
 from flow_assets.orchestration.partitions import FlowPartitions
+from flow_assets.orchestration.reconciliation import build_reconciliation
 from flow_assets.orchestration.resources import (
     AlertWebhook,
     ArchiveSources,
@@ -121,12 +122,16 @@ def build_definitions(
     archive_sensor, schedules = build_automation(partitions, flow_jobs, retry_backoff, probe_limits)
     catalog_assets, catalog_job, catalog_schedule = build_catalog_automation(partitions)
     freshness_checks, freshness_job, freshness_schedule = build_freshness(partitions)
-    coverage_assets, coverage_job, coverage_schedule = build_coverage(partitions.exchanges)
+    reconciliation = build_reconciliation(partitions.exchanges)
+    coverage_assets, coverage_job, coverage_schedule = build_coverage(
+        partitions.exchanges, tuple(a.key for a in reconciliation)
+    )
     return dg.Definitions(
         assets=[
             *catalog_assets,
             *build_assets(partitions, settings or FlowSettings()),
             *coverage_assets,
+            *reconciliation,
         ],
         asset_checks=freshness_checks,
         jobs=[

@@ -15,7 +15,9 @@ import polars as pl
 import requests
 from dagster_aws.s3 import S3Resource
 
-from flow_assets.catalog import contract_values
+from flow_assets.catalog import contract_values, fetch_catalog
+from flow_assets.catalog.contract_dating import ContractDating
+from flow_assets.catalog.fetch import date_contracts
 from flow_assets.instruments import InstrumentEntry
 from flow_assets.sources import FetchReport, exchange_for, ingest_month
 from flow_assets.sources.archive import FetchOptions
@@ -116,6 +118,32 @@ def _contract_values(entry: InstrumentEntry, history: pl.DataFrame | None) -> pl
     if history is None or not exchange_for(entry.exchange).sizes_in_contracts:
         return None
     return contract_values(history, entry.exchange, to_native(entry.exchange, entry.symbol))
+
+
+class CatalogApi(dg.ConfigurableResource):
+    """The venues' public metadata REST roots: ``urls`` maps a venue to its root (missing or
+    empty: the venue's environment variable, e.g. ``FLOW_ASSETS_BINANCE_API_URL``, else its
+    public host). The flow bars read the exchange's own daily figures there too (Bybit, OKX).
+    ``candle_pace``: seconds between candle requests of a venue whose candles date its contract
+    values (None: the venue's own, OKX 0.1 s; 0 against a local mirror)."""
+
+    urls: dict[str, str] | None = None
+    candle_pace: float | None = None  # seconds between candle requests (None: the venue's)
+
+    def fetch(self, exchange: str) -> pl.DataFrame:
+        """Every listed perpetual of ``exchange`` now (its reader: requests with retries)."""
+        return fetch_catalog(exchange, base_url=self.base_url(exchange))
+
+    def date_contracts(
+        self, exchange: str, snapshot: pl.DataFrame, state: pl.DataFrame
+    ) -> ContractDating | None:
+        """The contract values ``exchange``'s own candles show since ``state`` (None: the
+        venue has no such candles)."""
+        return date_contracts(exchange, snapshot, state, self.base_url(exchange), self.candle_pace)
+
+    def base_url(self, exchange: str) -> str | None:
+        """The configured root of ``exchange`` (None: its own default)."""
+        return (self.urls or {}).get(exchange) or None
 
 
 class FlowStore(dg.ConfigurableResource):

@@ -84,6 +84,11 @@ def to_micros(column: pl.Expr) -> pl.Expr:
     )
 
 
+def no_fill_ids() -> list[pl.Expr]:
+    """``first_trade_id``/``last_trade_id`` null: the source's records are single fills."""
+    return [pl.lit(None, dtype=pl.Int64()).alias(n) for n in ("first_trade_id", "last_trade_id")]
+
+
 def taker_buy(side: pl.Expr) -> pl.Expr:
     """True for a ``buy`` taker side, False for ``sell`` (any case), else null."""
     side = side.str.to_lowercase()

@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 import polars as pl
 
 from flow_assets.loopback import Fault, LoopbackServer
-from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.metrics.schema import FILL_ID_COLUMNS, TRADE_SCHEMA
 
 
 def epoch(micros: bool) -> pl.Expr:
@@ -276,7 +276,9 @@ def sample_trades(
         pl.col("exchange_ts").cast(pl.Datetime("us", "UTC")),
         (pl.col("price") * pl.col("base_qty")).alias("notional"),
     )
-    return frame.select(list(TRADE_SCHEMA))
+    return frame.with_columns(
+        pl.lit(None, dtype=pl.Int64).alias(name) for name in FILL_ID_COLUMNS
+    ).select(list(TRADE_SCHEMA))
 
 
 __all__ = [

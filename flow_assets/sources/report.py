@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.metrics.schema import FILL_ID_COLUMNS, TRADE_SCHEMA
 from flow_assets.sources.errors import ArchiveDefectError, NotPublishedError
 from flow_assets.sources.idset import DAY_US, SeenIds, StringIds
 
@@ -190,6 +190,7 @@ class RowPolicies:
             kept = kept.filter(pl.Series(keep))
             report.drop("duplicate_id", before - kept.height)
         kept = kept.drop(KEY_COLUMNS, strict=False)
+        kept = kept.select([column(kept, name) for name in TRADE_SCHEMA])
         self._count_descents(kept)
         return kept
 
@@ -307,7 +308,16 @@ def sort_trades(trades: pl.DataFrame) -> pl.DataFrame:
     ordered = trades.sort("trade_id")
     if not ordered["exchange_ts"].is_sorted():
         ordered = trades.sort("exchange_ts", "trade_id")
-    return ordered.select([pl.col(name).cast(dtype) for name, dtype in TRADE_SCHEMA.items()])
+    return ordered.select([column(ordered, name) for name in TRADE_SCHEMA])
+
+
+def column(trades: pl.DataFrame, name: str) -> pl.Expr:
+    """Column ``name`` of ``trades`` in its ``TRADE_SCHEMA`` dtype; the fill ids (optional
+    for a source) null when absent."""
+    dtype = TRADE_SCHEMA[name]
+    if name in FILL_ID_COLUMNS and name not in trades.columns:
+        return pl.lit(None, dtype=dtype).alias(name)
+    return pl.col(name).cast(dtype)
 
 
 def clean_trades(

@@ -21,12 +21,13 @@ from pathlib import Path
 import polars as pl
 import requests
 
-from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.metrics.schema import FILL_ID_COLUMNS, TRADE_SCHEMA
 from flow_assets.sources import http
 from flow_assets.sources.csvstream import (
     CsvFormat,
     base_and_notional,
     field,
+    no_fill_ids,
     read_trades,
     taker_buy,
     text,
@@ -59,7 +60,7 @@ class TardisCsv(CsvFormat):
     exchange and symbol."""
 
     widths = (len(COLUMNS),)
-    required = tuple(TRADE_SCHEMA)
+    required = tuple(c for c in TRADE_SCHEMA if c not in FILL_ID_COLUMNS)
 
     def __init__(self, inverse_contract_value: float | None = None) -> None:
         self.inverse_contract_value = inverse_contract_value
@@ -91,6 +92,7 @@ class TardisCsv(CsvFormat):
             base_qty.alias("base_qty"),
             notional.alias("notional"),
             taker_buy(text(5)).alias("is_taker_buy"),
+            *no_fill_ids(),
         )
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import requests
 
+from flow_assets.metrics.exchange_check import ExchangeFigures
 from flow_assets.sources.archive import Exchange
 
 if TYPE_CHECKING:
@@ -53,6 +55,26 @@ class CatalogReader:
         return (value or os.environ.get(self.url_env) or self.default_url).rstrip("/")
 
 
+# (base URL, session, native id, the span of the month's bars) -> the exchange's figures
+FiguresReader = Callable[[str, requests.Session, str, tuple[datetime, datetime]], ExchangeFigures]
+
+
+@dataclass(frozen=True)
+class ExchangeAggregation:
+    """The venue's own aggregation of its trades that judges the bars: the bars of ``interval``
+    it is compared with, read by ``read`` from the venue's ``root`` (``archive``: the trades
+    archive's base URL; ``api``: its catalog's REST root); ``what`` names it for people."""
+
+    interval: str
+    root: str
+    read: FiguresReader
+    what: str
+
+    def __post_init__(self) -> None:
+        if self.root not in ("archive", "api"):
+            raise ValueError(f"{self.what}: root must be archive or api")
+
+
 @dataclass(frozen=True)
 class Venue:
     """One venue: its slug ``name`` and everything particular to it.
@@ -61,6 +83,8 @@ class Venue:
     ``grammar_help`` says what is supported; ``ids_case_insensitive``: native ids match in any
     letter case. ``write_archive(trades, root, symbol, **options)`` writes the venue's exact
     archive files for normalized trades (the mirror, for tests and the demo).
+    ``exchange_figures``: the venue's own aggregation each month's bars must agree with (None:
+    the venue publishes none; the bars are not reconciled).
     """
 
     name: str
@@ -71,6 +95,7 @@ class Venue:
     catalog: CatalogReader
     write_archive: Callable[..., list[Path]]
     ids_case_insensitive: bool = False
+    exchange_figures: ExchangeAggregation | None = None
 
     @property
     def slug(self) -> str:

@@ -25,6 +25,8 @@ The mirror's writer of these CSVs (:func:`binance_csv`) is here too.
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -37,18 +39,21 @@ import requests
 from flow_assets.catalog.fetch import get_json, non_empty
 from flow_assets.catalog.mirror import ms
 from flow_assets.catalog.model import EPOCH, from_ms
+from flow_assets.metrics.exchange_check import ExchangeFigures, decimals
 from flow_assets.metrics.schema import UTC_MICROS
+from flow_assets.sources import http
 from flow_assets.sources.csvstream import (
     CsvFormat,
     base_and_notional,
     field,
+    has_header,
     read_trades,
     text,
     to_micros,
 )
-from flow_assets.sources.errors import ArchiveDefectError
-from flow_assets.sources.mirror import epoch
-from flow_assets.sources.report import empty_trades
+from flow_assets.sources.errors import ArchiveDefectError, CorruptArchiveError, MalformedCsvError
+from flow_assets.sources.mirror import epoch, write_checksum, write_zip
+from flow_assets.sources.report import days_between, empty_trades, next_month
 
 NO_DELIVERY_MS = 4133404800000  # deliveryDate of a perpetual with no delisting planned
 _NO_DELIVERY = EPOCH + timedelta(milliseconds=NO_DELIVERY_MS)
@@ -78,6 +83,13 @@ class FuturesLayout:
     def monthly_url(self, base: str, native: str, dataset: str, month: date) -> str:
         """URL of the file of the whole UTC ``month``."""
         return self.file_url(base, native, dataset, f"{month:%Y-%m}")
+
+    def klines_url(self, base: str, native: str, period: str) -> str:
+        """URL of a 1m klines zip: ``{base}/data/futures/{market}/{monthly|daily}/klines/{SYM}/
+        1m/{SYM}-1m-{period}.zip``, ``period`` ``YYYY-MM`` or ``YYYY-MM-DD``."""
+        frequency = "monthly" if len(period) == 7 else "daily"
+        folder = f"{base}/data/futures/{self.market}/{frequency}/klines/{native}/{KLINE_INTERVAL}"
+        return f"{folder}/{native}-{KLINE_INTERVAL}-{period}.zip"
 
 
 # The archive is the S3 bucket ``data.binance.vision``: its host serves files, the bucket's
@@ -249,7 +261,17 @@ class BinanceCsv(CsvFormat):
             base_qty.alias("base_qty"),
             notional.alias("notional"),
             _taker_buy(raw, maker_col).alias("is_taker_buy"),
+            *self.fill_ids(raw),
         )
+
+    def fill_ids(self, raw: pl.DataFrame) -> list[pl.Expr]:
+        """``first_trade_id``/``last_trade_id``: an aggTrade's underlying trades; a ``trades``
+        row is one fill (its own id)."""
+        if self.fields == _FIELDS["aggTrades"]:
+            first, last = field(raw, 3, pl.Int64()), field(raw, 4, pl.Int64())
+        else:
+            first = last = field(raw, self.fields[0], pl.Int64())
+        return [first.alias("first_trade_id"), last.alias("last_trade_id")]
 
 
 def read_binance_csv(
@@ -308,6 +330,13 @@ def check_one_sided(trades: pl.DataFrame, name: str) -> None:
     check.check(name)
 
 
+def _fill_id(trades: pl.DataFrame, name: str) -> pl.Expr:
+    """The trades' fill id ``name`` where they have one, else the trade id (one fill)."""
+    if name in trades.columns:
+        return pl.coalesce(name, "trade_id").alias(name)
+    return pl.col("trade_id").alias(name)
+
+
 def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: bool) -> bytes:
     """Binance USD-M archive CSV bytes (``aggTrades`` or ``trades``) for normalized trades."""
     maker = pl.when(pl.col("is_taker_buy")).then(pl.lit("false")).otherwise(pl.lit("true"))
@@ -316,8 +345,8 @@ def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: boo
             pl.col("trade_id").alias("agg_trade_id"),
             "price",
             pl.col("base_qty").alias("quantity"),
-            pl.col("trade_id").alias("first_trade_id"),
-            pl.col("trade_id").alias("last_trade_id"),
+            _fill_id(trades, "first_trade_id"),
+            _fill_id(trades, "last_trade_id"),
             epoch(micros).alias("transact_time"),
             maker.alias("is_buyer_maker"),
         )
@@ -331,3 +360,189 @@ def binance_csv(trades: pl.DataFrame, dataset: str, *, header: bool, micros: boo
             maker.alias("is_buyer_maker"),
         )
     return frame.write_csv(include_header=header).encode()
+
+
+# --- 1m klines: the exchange's own aggregation of the trades ---------------------------------
+#
+# ``open_time, open, high, low, close, volume, close_time, quote_volume, count, taker_buy_volume,
+# taker_buy_quote_volume, ignore``, with or without a header, times ms or µs. USD-M: volumes in
+# the base asset, quote volumes in the quote asset. COIN-M: ``volume`` and ``taker_buy_volume``
+# are contracts, ``quote_volume`` and ``taker_buy_quote_volume`` the *base asset* volume (the
+# binance-public-data README calls them "Base asset volume" / "Taker buy base asset volume").
+
+KLINE_INTERVAL = "1m"
+KLINE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+)
+
+
+def read_klines_csv(data: bytes) -> pl.DataFrame:
+    """The 12 kline columns as printed (text), header or not."""
+    first = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    frame = pl.read_csv(data, has_header=has_header(first), infer_schema=False)
+    if frame.width != len(KLINE_COLUMNS):
+        raise MalformedCsvError("klines", 1, f"expected 12 kline columns, found {frame.width}")
+    return frame.rename(dict(zip(frame.columns, KLINE_COLUMNS, strict=True)))
+
+
+def kline_figures(raw: pl.DataFrame, coin_margined: bool) -> pl.DataFrame:
+    """The figures of :mod:`flow_assets.metrics.exchange_check` from printed klines: USD-M's
+    base and quote volumes with their printed decimals; COIN-M's base volumes (its quote
+    columns), each within a rounding unit per underlying trade (the contracts' base value is
+    not a finite decimal), its USD (contract) volumes not compared."""
+    time = to_micros(pl.col("open_time").str.strip_chars().cast(pl.Int64)).alias("time")
+    count = pl.col("count").str.strip_chars().cast(pl.Int64)
+    pairs = (
+        {"volume": "quote_volume", "taker_buy_volume": "taker_buy_quote_volume"}
+        if coin_margined
+        else {
+            f: f for f in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
+        }
+    )
+    columns = [time, count.alias("count")]
+    for ours, theirs in pairs.items():
+        printed = pl.col(theirs).str.strip_chars()
+        columns.append(printed.cast(pl.Float64).alias(ours))
+        if coin_margined:
+            unit = pl.lit(10.0).pow(-decimals(printed).cast(pl.Float64))
+            columns.append((unit * count.clip(lower_bound=1)).alias(f"{ours}_tolerance"))
+        else:
+            columns.append(decimals(printed).alias(f"{ours}_decimals"))
+    return raw.select(columns)
+
+
+def _klines_file(
+    session: requests.Session, url: str, workdir: Path
+) -> tuple[bytes, dict[str, Any]] | None:
+    """The CSV bytes of one klines zip, its checksum verified; None when not published."""
+    try:
+        checksum = http.get_text(session, url + ".CHECKSUM")
+    except http.NotFoundError:
+        return None
+    path = workdir / url.rsplit("/", 1)[1]
+    got = http.download_verified(session, url, path, url + ".CHECKSUM", checksum)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(archive.namelist()[0])
+    except (zipfile.BadZipFile, IndexError, OSError) as exc:
+        raise CorruptArchiveError(f"corrupt klines zip {path.name}: {exc}") from exc
+    finally:
+        path.unlink(missing_ok=True)
+    source = {"name": path.name, "url": url, "sha256": got.sha256, "checksum_verified": True}
+    return data, source
+
+
+def fetch_klines(
+    layout: FuturesLayout,
+    base: str,
+    session: requests.Session,
+    native: str,
+    span: tuple[datetime, datetime],
+) -> ExchangeFigures:
+    """The 1m klines of ``span`` (one month's covered days): the monthly file when the span is
+    the whole month and it is out, else the daily files (a day without one is not compared)."""
+    start, end = span
+    month = start.date().replace(day=1)
+    whole = end.date() == next_month(month)
+    found: list[tuple[bytes, dict[str, Any]]] = []
+    missing: list[date] = []
+    with tempfile.TemporaryDirectory(prefix="klines-") as tmp:
+        monthly = layout.klines_url(base, native, f"{month:%Y-%m}")
+        got = _klines_file(session, monthly, Path(tmp)) if whole else None
+        if got is not None:
+            found.append(got)
+        else:
+            last = (end - timedelta(microseconds=1)).date()
+            for day in days_between(start.date(), last + timedelta(days=1)):
+                day_file = _klines_file(
+                    session, layout.klines_url(base, native, f"{day}"), Path(tmp)
+                )
+                found += [day_file] if day_file else []
+                missing += [] if day_file else [day]
+    if not found:
+        return ExchangeFigures.unavailable(
+            f"no 1m klines published yet for {native} {month:%Y-%m} ({monthly}, daily: 404)"
+        )
+    raw = pl.concat([read_klines_csv(data) for data, _ in found])
+    figures = kline_figures(raw, coin_margined=layout.market == "cm")
+    return ExchangeFigures(figures, [source for _, source in found], missing)
+
+
+def _printed(column: str, places: int) -> pl.Expr:
+    """A float column printed with ``places`` decimals (as the archive prints exact sums)."""
+    return pl.col(column).map_elements(lambda v: f"{v:.{places}f}", return_dtype=pl.String)
+
+
+def binance_klines_csv(
+    trades: pl.DataFrame, *, contracts: pl.Expr | None = None, header: bool = False
+) -> bytes:
+    """1m klines CSV bytes computed from trades the way Binance does: per minute with trades,
+    OHLC, volume sums, ``count`` = the underlying trades (``last - first + 1``, one without fill
+    ids). ``contracts`` (each trade's contracts) set: COIN-M (volumes in contracts, quote columns
+    in the base)."""
+    fills = (pl.col("last_trade_id") - pl.col("first_trade_id") + 1).fill_null(1)
+    if "first_trade_id" not in trades.columns:
+        fills = pl.lit(1, dtype=pl.Int64)
+    buy = pl.col("is_taker_buy")
+    size = pl.col("base_qty") if contracts is None else contracts
+    quote = pl.col("notional") if contracts is None else pl.col("base_qty")
+    minutes = (
+        trades.sort("exchange_ts", "trade_id")
+        .group_by(pl.col("exchange_ts").dt.truncate("1m").alias("minute"), maintain_order=True)
+        .agg(
+            pl.col("price").first().alias("open"),
+            pl.col("price").max().alias("high"),
+            pl.col("price").min().alias("low"),
+            pl.col("price").last().alias("close"),
+            size.sum().alias("volume"),
+            quote.sum().alias("quote_volume"),
+            fills.sum().alias("count"),
+            size.filter(buy).sum().alias("taker_buy_volume"),
+            quote.filter(buy).sum().alias("taker_buy_quote_volume"),
+        )
+    )
+    places = 8 if contracts is None else 0
+    frame = minutes.select(
+        pl.col("minute").dt.epoch("ms").alias("open_time"),
+        *(_printed(c, 2) for c in ("open", "high", "low", "close")),
+        _printed("volume", places),
+        (pl.col("minute").dt.epoch("ms") + 59_999).alias("close_time"),
+        _printed("quote_volume", 8),
+        "count",
+        _printed("taker_buy_volume", places),
+        _printed("taker_buy_quote_volume", 8),
+        pl.lit("0").alias("ignore"),
+    )
+    return frame.write_csv(include_header=header).encode()
+
+
+def write_klines(
+    trades: pl.DataFrame,
+    root: Path,
+    layout: FuturesLayout,
+    native: str,
+    *,
+    daily: bool = False,
+    contracts: pl.Expr | None = None,
+) -> list[Path]:
+    """The 1m klines zips (+ CHECKSUM) of ``trades`` under ``root``: one per month, or per day."""
+    fmt = "%Y-%m-%d" if daily else "%Y-%m"
+    keyed = trades.with_columns(pl.col("exchange_ts").dt.strftime(fmt).alias("_period"))
+    written: list[Path] = []
+    for (period,), part in keyed.group_by("_period", maintain_order=True):
+        url = layout.klines_url(str(root), native, str(period))
+        data = binance_klines_csv(part.drop("_period"), contracts=contracts)
+        path = write_zip(Path(url), Path(url).name.replace(".zip", ".csv"), data)
+        written += [path, write_checksum(path)]
+    return written

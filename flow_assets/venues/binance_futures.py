@@ -40,11 +40,12 @@ import requests
 from flow_assets import symbology
 from flow_assets.catalog.model import atlas_id, field, from_ms, instruments_frame, items_of
 from flow_assets.catalog.samples import COINS, MULTIPLIED, SNAPSHOT_AT, listed
+from flow_assets.metrics.exchange_check import ExchangeFigures
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.mirror import write_checksum, write_zip
 from flow_assets.sources.probing import S3Listing
 from flow_assets.symbology import Instrument, SymbolError, perpetual
-from flow_assets.venues.base import CatalogReader, Venue
+from flow_assets.venues.base import CatalogReader, ExchangeAggregation, Venue
 from flow_assets.venues.binance_common import (
     DATASETS,
     LISTING_URL,
@@ -56,7 +57,9 @@ from flow_assets.venues.binance_common import (
     delisted,
     document_at,
     fetch_exchange_info,
+    fetch_klines,
     one_sided_check,
+    write_klines,
 )
 
 NAME = "binance-futures"
@@ -207,8 +210,10 @@ def write_binance(
     daily: bool = False,
     header: bool = True,
     micros: bool = False,
+    klines: bool = False,
 ) -> list[Path]:
-    """Binance USD-M files (zip + CHECKSUM) under ``root`` for every month and/or day traded."""
+    """Binance USD-M files (zip + CHECKSUM) under ``root`` for every month and/or day traded;
+    with ``klines`` the 1m klines of the same months and/or days too."""
     native = symbology.to_native(NAME, symbol)
     written: list[Path] = []
     groups: list[tuple[str, str]] = []
@@ -224,7 +229,17 @@ def write_binance(
             data = binance_csv(part.drop("_period"), dataset, header=header, micros=micros)
             path = write_zip(folder / f"{name}.zip", f"{name}.csv", data)
             written += [path, write_checksum(path)]
+    if klines:
+        for daily_files in [False] * monthly + [True] * daily:
+            written += write_klines(trades, root, LAYOUT, native, daily=daily_files)
     return written
+
+
+def read_figures(
+    base: str, session: requests.Session, native: str, span: tuple[datetime, datetime]
+) -> ExchangeFigures:
+    """The month's 1m klines from the archive (see :func:`fetch_klines`)."""
+    return fetch_klines(LAYOUT, base, session, native, span)
 
 
 VENUE = Venue(
@@ -236,4 +251,5 @@ VENUE = Venue(
     catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, document_at(API_PATH), sample),
     write_archive=write_binance,
     ids_case_insensitive=True,
+    exchange_figures=ExchangeAggregation("1m", "archive", read_figures, "1m klines (archive)"),
 )

@@ -33,6 +33,7 @@ import requests
 
 from flow_assets import symbology
 from flow_assets.catalog.model import CatalogShapeError, atlas_id, from_ms, instruments_frame
+from flow_assets.metrics.exchange_check import ExchangeFigures
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.contracts import ContractValues, specs_history
@@ -41,7 +42,7 @@ from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.mirror import write_checksum, write_zip
 from flow_assets.sources.probing import S3Listing
 from flow_assets.symbology import Instrument, SymbolError, perpetual
-from flow_assets.venues.base import CatalogReader, Venue
+from flow_assets.venues.base import CatalogReader, ExchangeAggregation, Venue
 from flow_assets.venues.binance_common import (
     DATASETS,
     LISTING_URL,
@@ -54,7 +55,9 @@ from flow_assets.venues.binance_common import (
     delisted,
     document_at,
     fetch_exchange_info,
+    fetch_klines,
     one_sided_check,
+    write_klines,
 )
 
 NAME = "binance-futures-cm"
@@ -135,6 +138,7 @@ class CoinMCsv(BinanceCsv):
             (notional / price).alias("base_qty"),
             notional.alias("notional"),
             _taker_buy(raw, maker_col).alias("is_taker_buy"),
+            *self.fill_ids(raw),
         )
 
 
@@ -166,9 +170,11 @@ def write_archive(
     monthly: bool = False,
     daily: bool = True,
     header: bool = True,
+    klines: bool = False,
 ) -> list[Path]:
     """COIN-M files (zip + CHECKSUM) under ``root`` for every day (and/or month) traded; the
-    quantities are ``notional / contract size`` (the seed table's size in force)."""
+    quantities are ``notional / contract size`` (the seed table's size in force). With
+    ``klines`` the 1m klines of the same days and/or months too."""
     native = symbology.to_native(NAME, symbol)
     values = ContractValues(native, specs_history(NAME, symbol))
     contracts = trades.with_columns(  # quantity: contracts; trades' 4th column: base_qty
@@ -186,7 +192,18 @@ def write_archive(
             data = data.replace(b"quote_qty", b"base_qty", 1)  # COIN-M names it so
             path = write_zip(folder / f"{name}.zip", f"{name}.csv", data)
             written += [path, write_checksum(path)]
+    in_contracts = (pl.col("notional") / values.expr(pl.col("exchange_ts"))).round(6)
+    for daily_files in [False] * (monthly and klines) + [True] * (daily and klines):
+        written += write_klines(trades, root, LAYOUT, native, daily=daily_files,
+                                contracts=in_contracts)  # fmt: skip
     return written
+
+
+def read_figures(
+    base: str, session: requests.Session, native: str, span: tuple[datetime, datetime]
+) -> ExchangeFigures:
+    """The month's 1m klines from the COIN-M archive (see :func:`fetch_klines`)."""
+    return fetch_klines(LAYOUT, base, session, native, span)
 
 
 # --- catalog --------------------------------------------------------------------------------
@@ -289,4 +306,5 @@ VENUE = Venue(
     catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, document_at(API_PATH), sample),
     write_archive=write_archive,
     ids_case_insensitive=True,
+    exchange_figures=ExchangeAggregation("1m", "archive", read_figures, "1m klines (archive)"),
 )

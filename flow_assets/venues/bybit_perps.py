@@ -38,27 +38,39 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import polars as pl
 import requests
 
 from flow_assets import symbology
 from flow_assets.catalog.fetch import CatalogFetchError, get_json, non_empty
+from flow_assets.catalog.mirror import ms
 from flow_assets.catalog.model import CatalogShapeError, atlas_id, from_ms, instruments_frame
+from flow_assets.metrics.exchange_check import ExchangeFigures, decimals
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
-from flow_assets.sources.csvstream import CsvFormat, base_and_notional, field, taker_buy, text
+from flow_assets.sources.csvstream import (
+    CsvFormat,
+    base_and_notional,
+    field,
+    no_fill_ids,
+    taker_buy,
+    text,
+)
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.idset import DAY_US
 from flow_assets.sources.probing import HtmlIndex
 from flow_assets.sources.report import KEY_COLUMNS
 from flow_assets.symbology import Instrument, SymbolError, perpetual
-from flow_assets.venues.base import CatalogReader, Venue
+from flow_assets.venues.base import CatalogReader, ExchangeAggregation, Venue
 
 NAME = "bybit-perps"
 ARCHIVE_URL = "https://public.bybit.com"
@@ -183,6 +195,7 @@ class BybitCsv(CsvFormat):
             base_qty.alias("base_qty"),
             notional.alias("notional"),
             taker_buy(text(at["side"])).alias("is_taker_buy"),
+            *no_fill_ids(),
             (text(at["symbol"]) == self.native).alias("_valid"),
             _uuid_half(hex32, 0).alias(KEY_COLUMNS[0]),
             _uuid_half(hex32, 16).alias(KEY_COLUMNS[1]),
@@ -338,7 +351,10 @@ def fetch_catalog(base: str, session: requests.Session, limit: int = PAGE_LIMIT)
 
 def answer(path: str, query: dict[str, list[str]], document: Any) -> tuple[int, Any]:
     """``GET /v5/market/instruments-info`` over ``document`` (``{category: [instrument]}``):
-    ``category`` required, ``limit`` 1..1000 (default 500), ``cursor`` from the last page."""
+    ``category`` required, ``limit`` 1..1000 (default 500), ``cursor`` from the last page;
+    ``GET /v5/market/kline`` over its ``klines`` (:func:`answer_klines`)."""
+    if path == KLINE_PATH:
+        return answer_klines(query, document.get("klines", {}))
     if path != API_PATH:
         return 404, {"retCode": 404, "retMsg": "Not Found"}
     category = query.get("category", [""])[0]
@@ -353,6 +369,93 @@ def answer(path: str, query: dict[str, list[str]], document: Any) -> tuple[int, 
     result = {"category": category, "list": items[start:end],
               "nextPageCursor": f"next%3D{end}" if end < len(items) else ""}  # fmt: skip
     return 200, {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {},
+                 "time": 1759276800000}  # fmt: skip
+
+
+# --- daily klines: the exchange's own aggregation of the trades -----------------------------
+#
+# ``GET /v5/market/kline?category=linear|inverse&symbol=..&interval=D&start=ms&end=ms&limit=..``
+# answers ``result.list`` newest first, rows ``[startTime, open, high, low, close, volume,
+# turnover]`` as strings. ``volume`` is in contracts: base coin on linear perpetuals, USD on
+# inverse ones (1 USD contracts); ``turnover`` is the quote value on linear, the base coin on
+# inverse. UTC days.
+
+KLINE_PATH = "/v5/market/kline"
+
+
+def _category(native: str) -> str:
+    return "inverse" if native.endswith("USD") else "linear"
+
+
+def kline_figures(rows: list[list[str]], inverse: bool) -> pl.DataFrame:
+    """The figures of :mod:`flow_assets.metrics.exchange_check` of daily kline rows, with the
+    decimals each was printed with (inverse: volume is the USD, turnover the base)."""
+    raw = pl.DataFrame(
+        [r[:7] for r in rows],
+        schema=["start", "open", "high", "low", "close", "volume", "turnover"],
+        orient="row",
+    )
+    base, quote = ("turnover", "volume") if inverse else ("volume", "turnover")
+    return raw.select(
+        pl.from_epoch(pl.col("start").cast(pl.Int64), time_unit="ms").dt.replace_time_zone("UTC")
+        .alias("time"),
+        pl.col(base).cast(pl.Float64).alias("volume"),
+        decimals(pl.col(base)).alias("volume_decimals"),
+        pl.col(quote).cast(pl.Float64).alias("quote_volume"),
+        decimals(pl.col(quote)).alias("quote_volume_decimals"),
+    )  # fmt: skip
+
+
+def read_figures(
+    base: str, session: requests.Session, native: str, span: tuple[datetime, datetime]
+) -> ExchangeFigures:
+    """The daily klines of ``span`` (one request: a month is at most 31 rows)."""
+    start, end = span
+    url = base + KLINE_PATH
+    params = {"category": _category(native), "symbol": native, "interval": "D",
+              "start": str(ms(start)), "end": str(ms(end) - 1), "limit": "1000"}  # fmt: skip
+    document = get_json(session, url, params)
+    if not isinstance(document, dict) or document.get("retCode") != 0:
+        raise CatalogFetchError(f"Bybit kline error from {url}: {document!r:.200}")
+    rows = (document.get("result") or {}).get("list") or []
+    source = {"name": f"GET {KLINE_PATH} {native} D", "url": f"{url}?{urlencode(params)}",
+              "sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest(),
+              "checksum_verified": False}  # fmt: skip
+    if not rows:
+        return ExchangeFigures.unavailable(
+            f"Bybit answers no daily klines for {native} {start:%Y-%m}"
+        )
+    return ExchangeFigures(kline_figures(rows, _category(native) == "inverse"), [source])
+
+
+def daily_klines(trades: pl.DataFrame, inverse: bool) -> list[list[str]]:
+    """Daily kline rows computed from trades as Bybit does (for the mirror), newest first."""
+    size, value = ("notional", "base_qty") if inverse else ("base_qty", "notional")
+    days = (
+        trades.sort("exchange_ts", "trade_id")
+        .group_by(pl.col("exchange_ts").dt.truncate("1d").alias("day"), maintain_order=True)
+        .agg(pl.col("price").first().alias("o"), pl.col("price").max().alias("h"),
+             pl.col("price").min().alias("l"), pl.col("price").last().alias("c"),
+             pl.col(size).sum().alias("v"), pl.col(value).sum().alias("t"))
+        .sort("day", descending=True)
+    )  # fmt: skip
+    return [
+        [str(ms(r["day"])), *(f"{r[k]:.2f}" for k in "ohlc"), f"{r['v']:.8f}", f"{r['t']:.8f}"]
+        for r in days.iter_rows(named=True)
+    ]
+
+
+def answer_klines(
+    query: dict[str, list[str]], klines: dict[str, list[list[str]]]
+) -> tuple[int, Any]:
+    """The mirror's ``/v5/market/kline``: ``klines`` maps a symbol to its daily rows."""
+    symbol = query.get("symbol", [""])[0]
+    start = int(query.get("start", ["0"])[0])
+    end = int(query.get("end", [str(2**62)])[0])
+    rows = [r for r in klines.get(symbol, []) if start <= int(r[0]) <= end]
+    limit = int(query.get("limit", ["200"])[0])
+    return 200, {"retCode": 0, "retMsg": "OK", "result": {"category": query.get("category",
+                 [""])[0], "symbol": symbol, "list": rows[:limit]}, "retExtInfo": {},
                  "time": 1759276800000}  # fmt: skip
 
 
@@ -428,4 +531,5 @@ VENUE = Venue(
     archive=ARCHIVE,
     catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, answer, sample),
     write_archive=write_archive,
+    exchange_figures=ExchangeAggregation("1d", "api", read_figures, "daily klines (REST)"),
 )

@@ -72,7 +72,14 @@ from flow_assets.catalog.samples import COINS, listed
 from flow_assets.metrics.schema import UTC_MICROS
 from flow_assets.sources.archive import Exchange, FetchOptions
 from flow_assets.sources.contracts import ContractValues, specs_history
-from flow_assets.sources.csvstream import CsvFormat, read_trades, taker_buy, text, to_micros
+from flow_assets.sources.csvstream import (
+    CsvFormat,
+    no_fill_ids,
+    read_trades,
+    taker_buy,
+    text,
+    to_micros,
+)
 from flow_assets.sources.csvstream import field as csv_field
 from flow_assets.sources.errors import MalformedCsvError
 from flow_assets.sources.mirror import epoch, write_zip
@@ -207,6 +214,7 @@ class OkxCsv(CsvFormat):
             base_qty.alias("base_qty"),
             notional.alias("notional"),
             taker_buy(text(at["side"])).alias("is_taker_buy"),
+            *no_fill_ids(),
             (text(at["instrument_name"]) == self.native).alias("_valid"),
         )
 
