@@ -25,7 +25,14 @@ from flow_assets.publish import read_manifest
 from flow_assets.sources import ingest_month
 from flow_assets.sources.mirror import sample_trades
 from flow_assets.store import LocalStore, exchange_check_key
-from flow_assets.venues import VENUES, binance_futures, binance_futures_cm, bybit_perps
+from flow_assets.venues import (
+    VENUES,
+    binance_futures,
+    binance_futures_cm,
+    bybit_perps,
+    okx_candles,
+    okx_perps,
+)
 from flow_assets.venues.binance_common import (
     KLINE_COLUMNS,
     kline_figures,
@@ -34,6 +41,9 @@ from flow_assets.venues.binance_common import (
 )
 from flow_assets_tests.archive_fixtures import Mirror
 from flow_assets_tests.test_month import ingest_of
+from flow_assets_tests.test_sources_okx import ALL_FILE_DAYS as OKX_FILE_DAYS
+from flow_assets_tests.test_sources_okx import JAN as OKX_JAN
+from flow_assets_tests.test_sources_okx import LATER, linear_trades
 from flow_assets_tests.trade_frames import utc
 
 NAME, BTC, NATIVE = "binance-futures", "perpetual-BTC-USDT:USDT", "BTCUSDT"
@@ -292,6 +302,48 @@ def test_bybit_daily_klines_judge_the_1d_bars(
     if damaged:
         assert check.status == "failed"
         assert check.first_differing == ["2024-02-05"]
+        assert not outcome.published
+    else:
+        assert check.status == "passed", check.worst
+        assert outcome.published
+
+
+OKX, OKX_BTC, OKX_SWAP = "okx-perps", "perpetual-BTC-USDT:USDT", "BTC-USDT-SWAP"
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_okx_daily_candles_judge_the_1d_bars(mirror: Mirror, tmp_path: Path, damaged: bool) -> None:
+    """OKX's own 1Dutc candles (history-candles, served in OKX's format) judge the 1d bars: base
+    volume (volCcy) and quote notional (volCcyQuote) per UTC day."""
+    store = LocalStore(tmp_path / "store")
+    trades = linear_trades(utc(2023, 12, 30), utc(2024, 2, 3), 700)
+    okx_perps.write_okx(trades, mirror.root, OKX_BTC, empty_days=OKX_FILE_DAYS)
+    first = trades.filter(pl.col("exchange_ts") >= utc(2024, 1, 17))["exchange_ts"][0]
+    assert first < utc(2024, 1, 18)
+    judged = trades.filter(pl.col("exchange_ts") != first) if damaged else trades  # one lacks
+    minutes = {OKX_SWAP: okx_candles.minute_candles(judged, False, lambda _: 0.01)}
+
+    def ingest(dest: Path):
+        return ingest_month(
+            OKX, OKX_BTC, OKX_JAN, dest, base_url=mirror.url, session=mirror.session, today=LATER
+        )
+
+    assert publish_trades(store, OKX, OKX_BTC, OKX_JAN, ingest).published
+    document = okx_candles.with_candles(okx_perps.sample(), minutes)
+    with CatalogServer({OKX: document}) as server:
+        reference = ExchangeReference(
+            "1d",
+            lambda span: okx_candles.read_figures(server.url, mirror.session, OKX_SWAP, span),
+        )
+        outcome = publish_flow(
+            store, OKX, OKX_BTC, OKX_JAN, ("exchange",), intervals=INTERVALS, reference=reference
+        )
+    check = outcome.exchange_check
+    assert check is not None
+    assert (check.unit, check.figures, check.compared) == ("day", ["volume", "quote_volume"], 31)
+    if damaged:
+        assert check.status == "failed"
+        assert check.first_differing == ["2024-01-17"]
         assert not outcome.published
     else:
         assert check.status == "passed", check.worst

@@ -20,6 +20,7 @@ The REST root is the catalog's (``FLOW_ASSETS_OKX_API_URL``).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,7 @@ from flow_assets.catalog.contract_dating import (
 from flow_assets.catalog.fetch import CatalogFetchError, get_json
 from flow_assets.catalog.mirror import ms
 from flow_assets.catalog.model import EPOCH, CatalogError, CatalogShapeError
+from flow_assets.metrics.exchange_check import ExchangeFigures
 
 PATH = "/api/v5/market/history-candles"
 PAGE = 100  # rows per request (the documented maximum)
@@ -160,6 +162,27 @@ def daily_volumes(
         .alias("quote_volume_decimals"),
         "confirmed",
     )
+
+
+def read_figures(
+    api_url: str, session: requests.Session, inst_id: str, span: tuple[datetime, datetime]
+) -> ExchangeFigures:
+    """OKX's own volumes of the UTC days in ``span`` (the month's ``1Dutc`` candles, one
+    request), what the month's ``1d`` bars are judged by; a day still running is left out."""
+    start, end = span
+    days = daily_volumes(api_url, session, inst_id, start.date().replace(day=1))
+    source = {
+        "name": f"GET {PATH} {inst_id} 1Dutc",
+        "url": f"{api_url.rstrip('/')}{PATH}?instId={inst_id}&bar=1Dutc",
+        "sha256": hashlib.sha256(days.write_csv().encode()).hexdigest(),
+        "checksum_verified": False,
+    }
+    complete = days.filter(pl.col("confirmed") & pl.col("time").is_between(start, end, "left"))
+    if complete.is_empty():
+        return ExchangeFigures.unavailable(
+            f"OKX has no complete daily candles of {inst_id} for {start:%Y-%m}"
+        )
+    return ExchangeFigures(complete.drop("confirmed"), [source])
 
 
 # --- contract values ------------------------------------------------------------------------

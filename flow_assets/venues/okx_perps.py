@@ -87,7 +87,7 @@ from flow_assets.sources.probing import DayFrontier
 from flow_assets.sources.report import empty_trades
 from flow_assets.symbology import Instrument, contract_value, format_symbol, parse_symbol
 from flow_assets.venues import okx_candles
-from flow_assets.venues.base import CatalogReader, Venue
+from flow_assets.venues.base import CatalogReader, ExchangeAggregation, Venue
 
 NAME = "okx-perps"
 _NATIVE = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>USDT|USDC|USD|USD_UM)-SWAP$")
@@ -519,4 +519,7 @@ VENUE = Venue(
         API_URL, API_ENV, fetch_catalog, answer, sample, okx_candles.date_contracts
     ),
     write_archive=write_okx,
+    exchange_figures=ExchangeAggregation(
+        "1d", "api", okx_candles.read_figures, "daily candles (REST)"
+    ),
 )
