@@ -182,6 +182,22 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     assert dimensions["month"].start.strftime("%Y-%m") == "2019-09"
 
 
+def test_runs_execute_their_steps_in_process_unless_their_config_says_multiprocess() -> None:
+    defs = build_definitions([])
+    jobs = [
+        defs.resolve_job_def("binance_futures_flow_job"),
+        defs.resolve_implicit_global_asset_job_def(),  # what asset backfills and the UI run
+        defs.resolve_job_def("backfill_tracked_job"),
+    ]
+    for job in jobs:
+        executor = job.executor_def
+        assert executor.config_schema.as_field().default_value == {"in_process": {}}, job.name
+        for mode in ("in_process", "multiprocess"):  # the launchpad's two choices
+            dg.validate_run_config(job, {"execution": {"config": {mode: {}}}})
+        with pytest.raises(dg.DagsterInvalidConfigError):
+            dg.validate_run_config(job, {"execution": {"config": {"celery": {}}}})
+
+
 def test_the_catalog_documents_every_column_and_limits_each_archive_host(
     archives, local_store
 ) -> None:

@@ -20,6 +20,11 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.definitions.executor_definition import (
+    IN_PROC_CONFIG,
+    MULTI_PROC_CONFIG,
+    multi_or_in_process_executor,
+)
 from dagster_aws.s3 import S3Resource
 
 from flow_assets.instruments import InstrumentEntry, InstrumentsConfig
@@ -56,6 +61,24 @@ SUMMARY_AUTOMATION = (
     "requests that month once the 1d bars it reads were updated and none is missing or still "
     "running. Earlier months are never requested by it: backfill summary_job for them. On by "
     "default, as the README says; the daemon evaluates it about every 30 s."
+)
+
+# Dagster's default executor (``execution: config: in_process | multiprocess``, the launchpad's
+# choice), defaulting to ``in_process``: a run's steps execute in its run worker's process, one
+# after another, instead of one fresh process per step. Every run of ours is a chain (raw trades,
+# then the bars that read them; a backfill's runs hold one step each), so a step process only
+# added a Python start-up and the definitions' import (~2 s CPU, ~200 MB) per step: most of an
+# instrument-month's fixed cost (``benchmarks/bench_backfill_throughput.py``). ``multiprocess``
+# stays available in a run's config.
+IN_PROCESS_FIRST = dg.ExecutorDefinition(
+    name=multi_or_in_process_executor.name,
+    config_schema=dg.Field(
+        dg.Selector({"multiprocess": MULTI_PROC_CONFIG, "in_process": IN_PROC_CONFIG}),
+        default_value={"in_process": {}},
+    ),
+    requirements=multi_or_in_process_executor.get_requirements,
+    executor_creation_fn=multi_or_in_process_executor.executor_creation_fn,
+    description="Steps in the run worker's process unless the run's config says multiprocess.",
 )
 
 
@@ -160,4 +183,5 @@ def build_definitions(
         ],
         schedules=[*schedules, catalog_schedule, freshness_schedule, coverage_schedule],
         resources={**default_resources(), **(resources or {})},
+        executor=IN_PROCESS_FIRST,
     )
