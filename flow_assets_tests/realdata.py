@@ -15,26 +15,12 @@ from pathlib import Path
 import polars as pl
 
 from flow_assets.metrics.schema import TRADE_SCHEMA
+from flow_assets.venues.binance_common import KLINE_COLUMNS
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
 _TRADE_EVENT = '"e":"trade"'
 _NS_THRESHOLD = 10**17  # local ts above this is in ns (2024 files), below in µs (2023 files)
-
-KLINE_COLUMNS = (
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "count",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-    "ignore",
-)
 
 
 def _micros(ts: int) -> int:
