@@ -139,6 +139,8 @@ def synthetic_trades(
             "exchange_ts": pl.Series(exchange_ts).cast(pl.Datetime("us", "UTC")),
             "arrival_ts": pl.Series(arrival_ts).cast(pl.Datetime("us", "UTC")),
             "trade_id": np.arange(first_id, first_id + n, dtype=np.int64),
+            "first_trade_id": np.arange(first_id, first_id + n, dtype=np.int64),  # one fill each
+            "last_trade_id": np.arange(first_id, first_id + n, dtype=np.int64),
             "price": price,
             "base_qty": base_qty,
             "notional": notional,

@@ -149,7 +149,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     exchanges = [v.slug for v in VENUES.values()]  # every venue of the registry
     assert exchanges[:2] == ["binance_futures", "okx_perps"]
     reconciled = [v.slug for v in VENUES.values() if v.exchange_figures is not None]
-    assert reconciled == ["binance_futures", "binance_futures_cm", "bybit_perps"]  # OKX: later
+    assert reconciled == exchanges  # every venue publishes its own aggregation
     assert keys == (
         {"daily_flow_summary"}
         | {f"{e}/{n}" for e in exchanges for n in per_exchange}
@@ -160,6 +160,7 @@ def test_definitions_load_without_any_network_call(monkeypatch) -> None:
     assert judged == {
         ("binance_futures/flow_bars_1m", "matches_exchange"),
         ("binance_futures_cm/flow_bars_1m", "matches_exchange"),
+        ("okx_perps/flow_bars_1d", "matches_exchange"),
         ("bybit_perps/flow_bars_1d", "matches_exchange"),
     }
     assert ("okx_perps/raw_trades", "upstream_defects") in checks
