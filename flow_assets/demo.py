@@ -28,6 +28,7 @@ import sys
 import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -92,18 +93,25 @@ def _trades(months: tuple[date, ...], per_month: int, seed: int) -> pl.DataFrame
     return pl.concat(frames)
 
 
-def generate_mirror(root: Path, months: tuple[date, ...], per_month: int) -> Path:
-    """Write the archive mirror under ``root``; returns the instruments file it describes."""
+def generate_mirror(
+    root: Path, months: tuple[date, ...], per_month: int
+) -> tuple[Path, dict[str, Any]]:
+    """Write the archive mirror under ``root``; returns the instruments file it describes and
+    each venue's catalog document (its sample, also answering the venue's own daily figures
+    for the trades where its REST API publishes them)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    documents = {name: v.catalog.sample() for name, v in VENUES.items()}
     lines = ["instruments:"]
     for number, (exchange, symbol) in enumerate(ARCHIVE_INSTRUMENTS):
         trades = _trades(months, per_month, seed=100 * number)
         described = venue(exchange)
-        figures = described.exchange_figures  # klines beside the trades where the archive has them
+        figures = described.exchange_figures  # the exchange's own aggregation, where it has one
         options = {"klines": True} if figures is not None and figures.root == "archive" else {}
         described.write_archive(trades, root, symbol, **options)
+        if figures is not None and figures.serve is not None:
+            documents[exchange] = figures.serve(documents[exchange], symbol, trades)
         lines += [
             f"  - exchange: {exchange}",
             f"    symbol: {symbol}",
@@ -128,7 +136,7 @@ def generate_mirror(root: Path, months: tuple[date, ...], per_month: int) -> Pat
     ]
     instruments = root.parent / "instruments.yaml"
     instruments.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return instruments
+    return instruments, documents
 
 
 def _partitions(entries: list[InstrumentEntry], months: tuple[date, ...]) -> dict[str, list[str]]:
@@ -261,13 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(REPO / "dagster.yaml", DAGSTER_HOME / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(DAGSTER_HOME)
     print(f"1/5 generating a local archive mirror under {DEMO_DIR / 'mirror'}", flush=True)
-    instruments = generate_mirror(DEMO_DIR / "mirror", MONTHS, args.trades_per_month)
+    instruments, documents = generate_mirror(DEMO_DIR / "mirror", MONTHS, args.trades_per_month)
     os.environ["FLOW_ASSETS_INSTRUMENTS"] = str(instruments)
     store = open_store()
     tags = {"flow_assets/backfill": f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"}
     with (
         ArchiveServer(DEMO_DIR / "mirror") as server,
-        CatalogServer({name: v.catalog.sample() for name, v in VENUES.items()}) as catalogs,
+        CatalogServer(documents) as catalogs,
     ):
         for each in VENUES.values():
             os.environ[each.archive.url_env] = server.url

@@ -68,7 +68,7 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUi]:
     home = root / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    generate_mirror(root / "mirror", (MONTH,), 300)
+    _, documents = generate_mirror(root / "mirror", (MONTH,), 300)
     instruments = root / "instruments.yaml"
     instruments.write_text(
         "instruments:\n"
@@ -79,7 +79,7 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUi]:
     with (
         pytest.MonkeyPatch.context() as env,
         ArchiveServer(root / "mirror") as archive,
-        CatalogServer({n: v.catalog.sample() for n, v in VENUES.items()}) as catalogs,
+        CatalogServer(documents) as catalogs,
     ):
         env.setenv("DAGSTER_HOME", str(home))
         env.setenv("FLOW_ASSETS_STORAGE_URL", str(root / "store"))

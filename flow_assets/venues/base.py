@@ -69,6 +69,10 @@ class ExchangeAggregation:
     root: str
     read: FiguresReader
     what: str
+    # for the local catalog mirror (root "api"): its document also answering these figures for
+    # normalized ``trades`` of an Atlas ``symbol`` (the demo); "archive" figures are written by
+    # the venue's ``write_archive``
+    serve: Callable[[Any, str, pl.DataFrame], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.root not in ("archive", "api"):

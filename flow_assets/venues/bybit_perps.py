@@ -445,6 +445,13 @@ def daily_klines(trades: pl.DataFrame, inverse: bool) -> list[list[str]]:
     ]
 
 
+def serve_klines(document: dict[str, Any], symbol: str, trades: pl.DataFrame) -> dict[str, Any]:
+    """The catalog mirror's document also answering the daily klines of ``trades``."""
+    native = symbology.to_native(NAME, symbol)
+    rows = daily_klines(trades, _category(native) == "inverse")
+    return document | {"klines": {**document.get("klines", {}), native: rows}}
+
+
 def answer_klines(
     query: dict[str, list[str]], klines: dict[str, list[list[str]]]
 ) -> tuple[int, Any]:
@@ -531,5 +538,7 @@ VENUE = Venue(
     archive=ARCHIVE,
     catalog=CatalogReader(API_URL, API_ENV, fetch_catalog, answer, sample),
     write_archive=write_archive,
-    exchange_figures=ExchangeAggregation("1d", "api", read_figures, "daily klines (REST)"),
+    exchange_figures=ExchangeAggregation(
+        "1d", "api", read_figures, "daily klines (REST)", serve_klines
+    ),
 )

@@ -279,7 +279,7 @@ def with_candles(document: dict[str, Any], minutes: dict[str, pl.DataFrame]) -> 
     """The mirror's OKX document serving ``minutes`` (``1m`` candles by instId, see
     :func:`minute_candles`) as history candles, beside its instruments."""
     bars = {inst: {bar: _aggregate(frame, bar) for bar in BARS} for inst, frame in minutes.items()}
-    return document | {"_candles": bars}
+    return document | {"_candles": {**document.get("_candles", {}), **bars}}
 
 
 def _text(value: float) -> str:

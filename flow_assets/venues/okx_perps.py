@@ -509,6 +509,17 @@ def sample() -> dict[str, Any]:
     return okx_instruments(items)
 
 
+def serve_candles(document: dict[str, Any], symbol: str, trades: pl.DataFrame) -> dict[str, Any]:
+    """The catalog mirror's document also answering the history candles of ``trades`` (their
+    contracts at the package's contract values, as :func:`write_okx` writes them)."""
+    minutes = okx_candles.minute_candles(
+        trades,
+        parse_symbol(symbol).is_inverse,
+        lambda ts: contract_value(NAME, symbol, ts),
+    )
+    return okx_candles.with_candles(document, {symbology.to_native(NAME, symbol): minutes})
+
+
 VENUE = Venue(
     name=NAME,
     to_native=to_native,
@@ -520,6 +531,6 @@ VENUE = Venue(
     ),
     write_archive=write_okx,
     exchange_figures=ExchangeAggregation(
-        "1d", "api", okx_candles.read_figures, "daily candles (REST)"
+        "1d", "api", okx_candles.read_figures, "daily candles (REST)", serve_candles
     ),
 )
