@@ -204,11 +204,16 @@ class Staging:
 
 
 def remove_unreferenced(store: ObjectStore, prefix: str, keep: set[str | None]) -> list[str]:
-    """Delete the files under ``prefix`` of every version not in ``keep``; the keys deleted."""
+    """Delete the files under ``prefix`` of every version not in ``keep``, and what writes
+    killed in such a version left; the keys deleted."""
+
+    def kept(key: str) -> bool:
+        version, _, rest = key[len(prefix) + 1 :].partition("/")
+        return version == MANIFEST or version in keep or not rest  # rest: inside a version
+
     removed = []
     for key in store.list_keys(f"{prefix}/"):
-        version = key[len(prefix) + 1 :].split("/", 1)[0]
-        if version != MANIFEST and version not in keep:
+        if not kept(key):
             store.delete(key)
             removed.append(key)
-    return removed
+    return removed + store.delete_unfinished(f"{prefix}/", kept)

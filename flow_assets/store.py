@@ -241,6 +241,12 @@ class ObjectStore(ABC):
     def uri(self, key: str) -> str:
         """Full location of ``key``: a local path or an ``s3://`` URI."""
 
+    def delete_unfinished(self, prefix: str, keep: Callable[[str], bool]) -> list[str]:
+        """Remove what writes killed before they finished left under ``prefix`` (keys for
+        which ``keep`` is false); the keys removed. None here: an S3 object exists only once
+        its upload completed."""
+        return []
+
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None:
         """Store the file at ``path`` under ``key`` atomically (streamed, never read whole)."""
@@ -370,6 +376,24 @@ class LocalStore(ObjectStore):
                 folder.rmdir()
             except OSError:  # not empty (or already gone)
                 break
+
+    def delete_unfinished(self, prefix: str, keep: Callable[[str], bool]) -> list[str]:
+        """The hidden temp files of killed writes (:meth:`_replace_atomically`) under
+        ``prefix``, and the folders they leave empty."""
+        head = prefix.rpartition("/")[0]
+        start = self.root / head if head else self.root
+        removed = []
+        for dirpath, _, filenames in os.walk(start, topdown=False):
+            folder = Path(dirpath)
+            for name in filenames:
+                key = (folder.relative_to(self.root) / name).as_posix()
+                if name.startswith(".") and key.startswith(prefix) and not keep(key):
+                    (folder / name).unlink(missing_ok=True)
+                    removed.append(key)
+            if folder != start:
+                with contextlib.suppress(OSError):  # not empty
+                    folder.rmdir()
+        return removed
 
     def uri(self, key: str) -> str:
         return str(self._path(key))

@@ -210,6 +210,37 @@ def test_killed_attempt_is_invisible_then_collected_other_units_untouched(
     assert all(store.exists(f.key) for f in in_progress.files.values())
 
 
+def test_commit_collects_the_temp_files_of_writes_killed_mid_copy(
+    local: LocalStore, workdir: Path
+) -> None:
+    """A writer killed inside a local write leaves its hidden temp file (and, killed in its
+    first write, a version folder holding only that): the next commit removes both, and keeps
+    a live write of its own version and the unit's manifest write."""
+    v1, _ = stage(local, workdir, seed=1.0)
+    v1 = v1.commit({})
+    unit = local.root / PREFIX
+    killed = unit / "v20000101T000000000000-dead0000" / ".exchange-1h.parquet.x1.tmp"
+    killed_in_staged = unit / "v20000101T000000000001-dead0001"
+    killed_in_staged.mkdir(parents=True)
+    (killed_in_staged / "exchange-1h.parquet").write_bytes(b"staged")
+    (killed_in_staged / ".exchange-1d.parquet.x2.tmp").write_bytes(b"half")
+    killed.parent.mkdir(parents=True)
+    killed.write_bytes(b"half a file")
+    retry, _ = stage(local, workdir, seed=2.0)
+    own_write = unit / retry.version / ".state.parquet.x3.tmp"
+    own_write.write_bytes(b"being written")
+    manifest_write = unit / ".manifest.json.x4.tmp"
+    manifest_write.write_bytes(b"{")
+    retry.commit({})
+    left = sorted(p.relative_to(unit).as_posix() for p in unit.rglob("*") if p.is_file())
+    assert {name.split("/")[0] for name in left} == {
+        MANIFEST, v1.version, retry.version, manifest_write.name
+    }  # fmt: skip
+    assert own_write.exists()
+    assert not killed.parent.exists()
+    assert not killed_in_staged.exists()
+
+
 def test_first_commit_collects_a_killed_first_attempt(store: ObjectStore, workdir: Path) -> None:
     killed, _ = stage(store, workdir, seed=1.0)
     assert list_manifests(store, "flow") == []
